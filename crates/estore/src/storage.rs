@@ -1,0 +1,716 @@
+//! The durable log: SQLite in WAL mode with `synchronous=FULL`, one writer thread, pooled readers.
+//!
+//! Why SQLite: it is the best-kept embedded storage engine there is, its WAL commit is an fsync'd
+//! append, and a crash at any instant leaves either the whole transaction or none of it, so no
+//! partial event can ever be read back. A hand-made segment file would need its own checksums,
+//! torn-write recovery and index; the benchmark (`scripts/bench-estore`) shows SQLite's group
+//! commit already sits close to this machine's raw fsync limit, so there is nothing to win.
+//!
+//! Writes: every append or delete is a request on a bounded queue to the single writer thread.
+//! The writer takes everything queued (up to `WRITE_BATCH_REQUESTS_MAX`), applies it in one
+//! transaction and commits once (group commit): one fsync acknowledges the whole group, and a
+//! request is answered only after its commit returned. Committed events are then published on a
+//! bounded broadcast channel for live subscriptions.
+//!
+//! Reads run on pooled read-only connections (WAL readers never block the writer).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+/// How many queued requests one group commit may take at most.
+pub const WRITE_BATCH_REQUESTS_MAX: usize = 512;
+/// How many requests may wait for the writer before senders are made to wait (back-pressure).
+pub const WRITE_QUEUE_REQUESTS_MAX: usize = 4096;
+/// Idle read connections kept open.
+const READERS_IDLE_MAX: usize = 8;
+
+/// What the writer must find in the stream before it appends (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedRevision {
+    Any,
+    NoStream,
+    StreamExists,
+    Exact(u64),
+}
+
+/// An event proposed by a client, already validated by the protocol layer.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub content_type: String,
+    pub custom_metadata: Bytes,
+    pub data: Bytes,
+}
+
+/// An event as stored: its place in the stream (`revision`) and in the whole log (`position`).
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    pub position: u64,
+    pub stream: Arc<str>,
+    pub revision: u64,
+    pub id: Uuid,
+    pub event_type: String,
+    pub content_type: String,
+    /// .NET ticks (100 ns) since the Unix epoch, as the protocol carries them.
+    pub created_ticks: i64,
+    pub custom_metadata: Bytes,
+    pub data: Bytes,
+}
+
+/// One commit as the live feed publishes it, in log order.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub events: Vec<Arc<RecordedEvent>>,
+    /// Streams tombstoned in this commit: their subscribers must be told.
+    pub tombstoned: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Revision of the stream's last event; `None` when the stream is still empty.
+    pub current_revision: Option<u64>,
+    /// Log position of the last event written; `None` when nothing was written.
+    pub position: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("wrong expected version: expected {expected:?}, stream is at {current:?}")]
+    WrongExpectedVersion {
+        expected: ExpectedRevision,
+        current: Option<u64>,
+    },
+    #[error("stream {0} is deleted")]
+    StreamDeleted(String),
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("the store is shutting down")]
+    ShuttingDown,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// Result of reading a stream: the protocol tells a missing stream apart from an empty page.
+#[derive(Debug)]
+pub enum StreamPage {
+    NotFound,
+    Events(Vec<RecordedEvent>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forwards,
+    Backwards,
+}
+
+enum WriteRequest {
+    Append {
+        stream: String,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    },
+    Delete {
+        stream: String,
+        expected: ExpectedRevision,
+        tombstone: bool,
+        reply: oneshot::Sender<Result<Option<u64>, StoreError>>,
+    },
+}
+
+/// Handle to the log; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writes: mpsc::Sender<WriteRequest>,
+    live: broadcast::Sender<Arc<Committed>>,
+    last_position: AtomicU64,
+    readers: Mutex<Vec<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    event_id BLOB NOT NULL,
+    event_type TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    custom_metadata BLOB NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream, revision);
+CREATE TABLE IF NOT EXISTS streams (
+    name TEXT PRIMARY KEY,
+    last_revision INTEGER,
+    truncate_before INTEGER NOT NULL DEFAULT 0,
+    tombstoned INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+";
+
+const EVENT_COLUMNS: &str =
+    "position, stream, revision, event_id, event_type, content_type, created, custom_metadata, data";
+
+impl Store {
+    /// Opens (or creates) the log under `data_dir` and starts its writer thread.
+    pub fn open(data_dir: &Path, live_feed_commits_max: usize) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Storage(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("events.sqlite");
+        let conn = Connection::open(&path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        let last_position: u64 =
+            conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
+                row.get::<_, i64>(0)
+            })? as u64;
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE_REQUESTS_MAX);
+        let (live, _) = broadcast::channel(live_feed_commits_max.max(1));
+        let inner = Arc::new(Inner {
+            path,
+            writes,
+            live,
+            last_position: AtomicU64::new(last_position),
+            readers: Mutex::new(Vec::new()),
+        });
+        let writer_inner = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("estore-writer".into())
+            .spawn(move || {
+                Writer {
+                    conn,
+                    queue,
+                    inner: writer_inner,
+                    next_position: last_position + 1,
+                }
+                .run()
+            })
+            .map_err(|e| StoreError::Storage(format!("cannot start writer: {e}")))?;
+        Ok(Store { inner })
+    }
+
+    /// Position of the last committed event (0 when the log is empty).
+    pub fn last_position(&self) -> u64 {
+        self.inner.last_position.load(Ordering::Acquire)
+    }
+
+    /// A receiver of every commit from now on. Subscribe *before* reading history so nothing
+    /// committed in between is missed; duplicates are filtered by position.
+    pub fn live(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.inner.live.subscribe()
+    }
+
+    pub async fn append(
+        &self,
+        stream: String,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteRequest::Append {
+            stream,
+            expected,
+            events,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Soft delete (`tombstone == false`): the stream reads as not found until written again,
+    /// and its revisions go on from where they were. Tombstone: the stream is gone for good.
+    /// Returns the log position at the time of the delete.
+    pub async fn delete(
+        &self,
+        stream: String,
+        expected: ExpectedRevision,
+        tombstone: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteRequest::Delete {
+            stream,
+            expected,
+            tombstone,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    async fn submit(&self, request: WriteRequest) -> Result<(), StoreError> {
+        self.inner
+            .writes
+            .send(request)
+            .await
+            .map_err(|_| StoreError::ShuttingDown)
+    }
+
+    /// Reads up to `count_max` events of the whole log. Forwards starts at `from` inclusive;
+    /// backwards returns events strictly before `from` (`u64::MAX` = from the end).
+    pub async fn read_all(
+        &self,
+        from: u64,
+        direction: Direction,
+        count_max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.with_reader(move |conn| {
+            let (sql, from) = match direction {
+                Direction::Forwards => (
+                    format!("SELECT {EVENT_COLUMNS} FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2"),
+                    from.min(i64::MAX as u64) as i64,
+                ),
+                Direction::Backwards => (
+                    format!("SELECT {EVENT_COLUMNS} FROM events WHERE position < ?1 ORDER BY position DESC LIMIT ?2"),
+                    from.min(i64::MAX as u64) as i64,
+                ),
+            };
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![from, count_max as i64], event_from_row)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(StoreError::from)
+        })
+        .await
+    }
+
+    /// Reads up to `count_max` events of one stream from revision `from` inclusive
+    /// (`u64::MAX` backwards = from the end).
+    pub async fn read_stream(
+        &self,
+        stream: String,
+        from: u64,
+        direction: Direction,
+        count_max: usize,
+    ) -> Result<StreamPage, StoreError> {
+        self.with_reader(move |conn| {
+            let tx = conn.transaction()?;
+            let Some(head) = stream_head(&tx, &stream)? else {
+                return Ok(StreamPage::NotFound);
+            };
+            if head.tombstoned {
+                return Err(StoreError::StreamDeleted(stream));
+            }
+            let Some(last) = head.visible_last() else {
+                return Ok(StreamPage::NotFound);
+            };
+            let events = match direction {
+                Direction::Forwards => {
+                    let from = from.max(head.truncate_before);
+                    let mut statement = tx.prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3"
+                    ))?;
+                    let rows = statement.query_map(
+                        params![stream, from.min(i64::MAX as u64) as i64, count_max as i64],
+                        event_from_row,
+                    )?;
+                    rows.collect::<Result<Vec<_>, _>>()?
+                }
+                Direction::Backwards => {
+                    let from = from.min(last);
+                    let mut statement = tx.prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND revision <= ?2 AND revision >= ?3 ORDER BY revision DESC LIMIT ?4"
+                    ))?;
+                    let rows = statement.query_map(
+                        params![stream, from as i64, head.truncate_before as i64, count_max as i64],
+                        event_from_row,
+                    )?;
+                    rows.collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            Ok(StreamPage::Events(events))
+        })
+        .await
+    }
+
+    /// The stream's last revision if it has visible events; an error if it is tombstoned.
+    pub async fn stream_last_revision(&self, stream: String) -> Result<Option<u64>, StoreError> {
+        self.with_reader(move |conn| match stream_head(conn, &stream)? {
+            Some(head) if head.tombstoned => Err(StoreError::StreamDeleted(stream)),
+            Some(head) => Ok(head.last_revision),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().map_err(|_| poisoned())?.pop();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&inner.path)?,
+            };
+            let result = work(&mut conn);
+            let mut idle = inner.readers.lock().map_err(|_| poisoned())?;
+            if idle.len() < READERS_IDLE_MAX {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Storage(format!("reader task failed: {e}")))?
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Storage("reader pool poisoned".into())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
+    let id: Vec<u8> = row.get(3)?;
+    Ok(RecordedEvent {
+        position: row.get::<_, i64>(0)? as u64,
+        stream: Arc::from(row.get_ref(1)?.as_str()?),
+        revision: row.get::<_, i64>(2)? as u64,
+        id: Uuid::from_slice(&id).unwrap_or_default(),
+        event_type: row.get(4)?,
+        content_type: row.get(5)?,
+        created_ticks: row.get(6)?,
+        custom_metadata: Bytes::from(row.get::<_, Vec<u8>>(7)?),
+        data: Bytes::from(row.get::<_, Vec<u8>>(8)?),
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StreamHead {
+    last_revision: Option<u64>,
+    /// Revisions below this were soft-deleted.
+    truncate_before: u64,
+    tombstoned: bool,
+}
+
+impl StreamHead {
+    /// Last revision that a reader can see, `None` when the stream reads as not found.
+    fn visible_last(&self) -> Option<u64> {
+        self.last_revision
+            .filter(|last| *last >= self.truncate_before)
+    }
+}
+
+fn stream_head(conn: &Connection, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT last_revision, truncate_before, tombstoned FROM streams WHERE name = ?1",
+    )?;
+    let head = statement
+        .query_row([stream], |row| {
+            Ok(StreamHead {
+                last_revision: row.get::<_, Option<i64>>(0)?.map(|r| r as u64),
+                truncate_before: row.get::<_, i64>(1)? as u64,
+                tombstoned: row.get::<_, i64>(2)? != 0,
+            })
+        })
+        .optional()?;
+    Ok(head)
+}
+
+fn now_ticks() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (since_epoch.as_nanos() / 100) as i64
+}
+
+/// Does the stream meet the expectation? A soft-deleted stream counts as absent.
+fn expectation_met(expected: ExpectedRevision, head: Option<&StreamHead>) -> bool {
+    let visible = head.and_then(StreamHead::visible_last);
+    match expected {
+        ExpectedRevision::Any => true,
+        ExpectedRevision::NoStream => visible.is_none(),
+        ExpectedRevision::StreamExists => visible.is_some(),
+        ExpectedRevision::Exact(revision) => head.and_then(|h| h.last_revision) == Some(revision),
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    queue: mpsc::Receiver<WriteRequest>,
+    inner: Arc<Inner>,
+    next_position: u64,
+}
+
+/// An answer that may only be sent once the group's commit is durable.
+enum Reply {
+    Append(
+        oneshot::Sender<Result<AppendOutcome, StoreError>>,
+        Result<AppendOutcome, StoreError>,
+    ),
+    Delete(
+        oneshot::Sender<Result<Option<u64>, StoreError>>,
+        Result<Option<u64>, StoreError>,
+    ),
+}
+
+impl Writer {
+    fn run(mut self) {
+        while let Some(first) = self.queue.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < WRITE_BATCH_REQUESTS_MAX {
+                match self.queue.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+        let start_position = self.next_position;
+        let mut committed = Committed::default();
+        let mut replies = Vec::with_capacity(group.len());
+        let outcome = (|| -> Result<(), StoreError> {
+            let tx = self.conn.transaction()?;
+            for request in group {
+                replies.push(apply(&tx, request, &mut self.next_position, &mut committed));
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {
+                if !committed.events.is_empty() {
+                    self.inner
+                        .last_position
+                        .store(self.next_position - 1, Ordering::Release);
+                }
+                let publish = !committed.events.is_empty() || !committed.tombstoned.is_empty();
+                for reply in replies {
+                    reply.send();
+                }
+                if publish {
+                    // No receiver is fine: nobody is subscribed.
+                    let _ = self.inner.live.send(Arc::new(committed));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "group commit failed; every request in it is refused");
+                self.next_position = start_position;
+                for reply in replies {
+                    reply.fail(error.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Append(to, result) => drop(to.send(result)),
+            Reply::Delete(to, result) => drop(to.send(result)),
+        }
+    }
+
+    fn fail(self, error: StoreError) {
+        match self {
+            Reply::Append(to, _) => drop(to.send(Err(error))),
+            Reply::Delete(to, _) => drop(to.send(Err(error))),
+        }
+    }
+}
+
+fn apply(
+    tx: &Transaction<'_>,
+    request: WriteRequest,
+    next_position: &mut u64,
+    committed: &mut Committed,
+) -> Reply {
+    match request {
+        WriteRequest::Append {
+            stream,
+            expected,
+            events,
+            reply,
+        } => {
+            let result = apply_append(tx, stream, expected, events, next_position, committed);
+            Reply::Append(reply, result)
+        }
+        WriteRequest::Delete {
+            stream,
+            expected,
+            tombstone,
+            reply,
+        } => {
+            let result = apply_delete(tx, &stream, expected, tombstone, *next_position - 1);
+            if tombstone && result.is_ok() {
+                committed.tombstoned.push(stream);
+            }
+            Reply::Delete(reply, result)
+        }
+    }
+}
+
+fn apply_append(
+    tx: &Transaction<'_>,
+    stream: String,
+    expected: ExpectedRevision,
+    events: Vec<NewEvent>,
+    next_position: &mut u64,
+    committed: &mut Committed,
+) -> Result<AppendOutcome, StoreError> {
+    let head = stream_head(tx, &stream)?;
+    if head.is_some_and(|h| h.tombstoned) {
+        return Err(StoreError::StreamDeleted(stream));
+    }
+    if let Some(done) = already_appended(tx, &stream, expected, head.as_ref(), &events)? {
+        return Ok(done);
+    }
+    if !expectation_met(expected, head.as_ref()) {
+        return Err(StoreError::WrongExpectedVersion {
+            expected,
+            current: head.and_then(|h| h.visible_last()),
+        });
+    }
+    let last_before = head.and_then(|h| h.last_revision);
+    if events.is_empty() {
+        return Ok(AppendOutcome {
+            current_revision: last_before,
+            position: None,
+        });
+    }
+    let created = now_ticks();
+    let shared_name: Arc<str> = Arc::from(stream.as_str());
+    let mut revision = last_before.map_or(0, |r| r + 1);
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?;
+    for event in events {
+        let position = *next_position;
+        insert.execute(params![
+            position as i64,
+            stream,
+            revision as i64,
+            event.id.as_bytes().as_slice(),
+            event.event_type,
+            event.content_type,
+            created,
+            event.custom_metadata.as_ref(),
+            event.data.as_ref(),
+        ])?;
+        committed.events.push(Arc::new(RecordedEvent {
+            position,
+            stream: Arc::clone(&shared_name),
+            revision,
+            id: event.id,
+            event_type: event.event_type,
+            content_type: event.content_type,
+            created_ticks: created,
+            custom_metadata: event.custom_metadata,
+            data: event.data,
+        }));
+        *next_position += 1;
+        revision += 1;
+    }
+    let last = revision - 1;
+    tx.prepare_cached(
+        "INSERT INTO streams (name, last_revision) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET last_revision = excluded.last_revision",
+    )?
+    .execute(params![stream, last as i64])?;
+    Ok(AppendOutcome {
+        current_revision: Some(last),
+        position: Some(*next_position - 1),
+    })
+}
+
+/// Idempotent retries: when the events right after the expected revision carry the same ids as
+/// the proposed ones, the append already happened (a client retrying after a lost answer), so
+/// it succeeds again without writing twice.
+fn already_appended(
+    tx: &Transaction<'_>,
+    stream: &str,
+    expected: ExpectedRevision,
+    head: Option<&StreamHead>,
+    events: &[NewEvent],
+) -> Result<Option<AppendOutcome>, StoreError> {
+    let first_revision = match expected {
+        ExpectedRevision::Exact(revision) => revision + 1,
+        ExpectedRevision::NoStream => 0,
+        _ => return Ok(None),
+    };
+    let Some(last) = head.and_then(|h| h.last_revision) else {
+        return Ok(None);
+    };
+    if events.is_empty() || last < first_revision + events.len() as u64 - 1 {
+        return Ok(None);
+    }
+    let mut statement = tx.prepare_cached(
+        "SELECT event_id, position FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
+    )?;
+    let found: Vec<(Vec<u8>, i64)> = statement
+        .query_map(
+            params![stream, first_revision as i64, events.len() as i64],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    let same = found.len() == events.len()
+        && found
+            .iter()
+            .zip(events)
+            .all(|((id, _), event)| id.as_slice() == event.id.as_bytes());
+    Ok(same.then(|| AppendOutcome {
+        current_revision: Some(first_revision + events.len() as u64 - 1),
+        position: found.last().map(|(_, position)| *position as u64),
+    }))
+}
+
+fn apply_delete(
+    tx: &Transaction<'_>,
+    stream: &str,
+    expected: ExpectedRevision,
+    tombstone: bool,
+    log_position: u64,
+) -> Result<Option<u64>, StoreError> {
+    let head = stream_head(tx, stream)?;
+    if head.is_some_and(|h| h.tombstoned) {
+        return Err(StoreError::StreamDeleted(stream.to_string()));
+    }
+    if !expectation_met(expected, head.as_ref()) {
+        return Err(StoreError::WrongExpectedVersion {
+            expected,
+            current: head.and_then(|h| h.visible_last()),
+        });
+    }
+    let last = head.and_then(|h| h.last_revision);
+    if tombstone {
+        tx.prepare_cached(
+            "INSERT INTO streams (name, last_revision, tombstoned) VALUES (?1, ?2, 1)
+             ON CONFLICT (name) DO UPDATE SET tombstoned = 1",
+        )?
+        .execute(params![stream, last.map(|r| r as i64)])?;
+    } else if let Some(last) = last {
+        tx.prepare_cached("UPDATE streams SET truncate_before = ?2 WHERE name = ?1")?
+            .execute(params![stream, (last + 1) as i64])?;
+    }
+    Ok((log_position > 0).then_some(log_position))
+}
