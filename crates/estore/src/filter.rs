@@ -80,7 +80,7 @@ impl EventFilter {
 
     pub fn matches(&self, event: &RecordedEvent) -> bool {
         let subject = match self.subject {
-            Subject::StreamName => &*event.stream,
+            Subject::StreamName => event.stream.as_str(),
             Subject::EventType => event.event_type.as_str(),
         };
         match &self.matcher {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
 use tonic::Status;
 
 use crate::filter::EventFilter;
@@ -17,7 +18,7 @@ use crate::proto::event_store::client::streams::read_resp::{self, Content};
 use crate::proto::event_store::client::streams::ReadResp;
 use crate::proto::event_store::client::StreamIdentifier;
 use crate::stats::Stats;
-use crate::storage::{Committed, Direction, RecordedEvent, Store, StreamPage};
+use crate::storage::{Committed, Direction, RecordedEvent, Store, StoreError, StreamPage};
 use crate::wire::{message, read_event, status_from_store};
 
 /// Events fetched from disk in one go.
@@ -78,35 +79,54 @@ pub async fn read(
 async fn read_all(
     store: &Store,
     filter: Option<EventFilter>,
-    mut from: u64,
+    from: u64,
     direction: Direction,
     mut remaining: u64,
     string_ids: bool,
     outbox: &Outbox,
 ) -> Outcome {
-    while remaining > 0 {
-        let page = match store.read_all(from, direction, PAGE_EVENTS).await {
-            Ok(page) => page,
-            Err(e) => return Ok(Err(status_from_store(e))),
+    let mut ahead = Some(read_all_ahead(store, from, direction));
+    while let Some(pending) = ahead.take() {
+        let page = match pending.await {
+            Ok(Ok(page)) => page,
+            Ok(Err(e)) => return Ok(Err(status_from_store(e))),
+            Err(_) => return Ok(Err(Status::internal("a read task failed"))),
         };
+        if let Some(next) = next_all_from(&page, direction) {
+            ahead = Some(read_all_ahead(store, next, direction));
+        }
         for event in &page {
-            from = match direction {
-                Direction::Forwards => event.position + 1,
-                Direction::Backwards => event.position,
-            };
             if filter.as_ref().is_none_or(|f| f.matches(event)) {
                 send_event(outbox, event, string_ids).await?;
                 remaining -= 1;
                 if remaining == 0 {
-                    break;
+                    return Ok(Ok(()));
                 }
             }
         }
-        if page.len() < PAGE_EVENTS {
-            break;
-        }
     }
     Ok(Ok(()))
+}
+
+type PageRead = JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
+
+/// Starts reading an `$all` page on the blocking pool, so the next page is read from disk while
+/// the current one is encoded and sent: a replay keeps both cores busy.
+fn read_all_ahead(store: &Store, from: u64, direction: Direction) -> PageRead {
+    let store = store.clone();
+    tokio::spawn(async move { store.read_all(from, direction, PAGE_EVENTS).await })
+}
+
+/// Where the page after this one starts, if there can be one.
+fn next_all_from(page: &[RecordedEvent], direction: Direction) -> Option<u64> {
+    if page.len() < PAGE_EVENTS {
+        return None;
+    }
+    let last = page.last()?.position;
+    match direction {
+        Direction::Forwards => Some(last + 1),
+        Direction::Backwards => (last > 1).then_some(last),
+    }
 }
 
 async fn read_stream(
@@ -264,27 +284,19 @@ impl Subscription {
 
     /// Sends everything on disk after the cursor.
     async fn catch_up(&mut self, cursor: &mut u64) -> Outcome {
+        let Selection::Stream { name } = &self.selection else {
+            return self.catch_up_all(cursor).await;
+        };
+        let name = name.clone();
         loop {
-            let page = match &self.selection {
-                Selection::All { .. } => {
-                    self.store
-                        .read_all(*cursor + 1, Direction::Forwards, PAGE_EVENTS)
-                        .await
-                }
-                Selection::Stream { name } => {
-                    let page = self
-                        .store
-                        .read_stream(name.clone(), *cursor, Direction::Forwards, PAGE_EVENTS)
-                        .await;
-                    page.map(|page| match page {
-                        StreamPage::Events(events) => events,
-                        // A stream that does not exist yet is simply waited for.
-                        StreamPage::NotFound => Vec::new(),
-                    })
-                }
-            };
+            let page = self
+                .store
+                .read_stream(name.clone(), *cursor, Direction::Forwards, PAGE_EVENTS)
+                .await;
             let page = match page {
-                Ok(page) => page,
+                Ok(StreamPage::Events(events)) => events,
+                // A stream that does not exist yet is simply waited for.
+                Ok(StreamPage::NotFound) => Vec::new(),
                 Err(e) => return Ok(Err(status_from_store(e))),
             };
             for event in &page {
@@ -294,6 +306,28 @@ impl Subscription {
                 return Ok(Ok(()));
             }
         }
+    }
+
+    async fn catch_up_all(&mut self, cursor: &mut u64) -> Outcome {
+        let mut ahead = Some(read_all_ahead(
+            &self.store,
+            *cursor + 1,
+            Direction::Forwards,
+        ));
+        while let Some(pending) = ahead.take() {
+            let page = match pending.await {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => return Ok(Err(status_from_store(e))),
+                Err(_) => return Ok(Err(Status::internal("a read task failed"))),
+            };
+            if let Some(next) = next_all_from(&page, Direction::Forwards) {
+                ahead = Some(read_all_ahead(&self.store, next, Direction::Forwards));
+            }
+            for event in &page {
+                self.offer(event, cursor).await?;
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Follows the live feed. Returns `Ok(Ok(()))` when it fell behind and must catch up again.
@@ -352,7 +386,7 @@ impl Subscription {
                 Ok(())
             }
             Selection::Stream { name } => {
-                if *event.stream != **name || event.revision < *cursor {
+                if event.stream.as_str() != name || event.revision < *cursor {
                     return Ok(());
                 }
                 *cursor = event.revision + 1;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +31,8 @@ use crate::streams::StreamsService;
 /// window updates on loopback.
 const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// How long `stop` lets open calls finish, in milliseconds.
+const SHUTDOWN_DRAIN_MS: u64 = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -62,6 +65,7 @@ pub struct RunningStore {
     local_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     stats: Arc<Stats>,
+    commits: Arc<crate::storage::CommitCounters>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -74,17 +78,28 @@ impl RunningStore {
         Arc::clone(&self.stats)
     }
 
+    /// Group-commit counters of the log (commits, requests written).
+    pub fn commit_counters(&self) -> Arc<crate::storage::CommitCounters> {
+        Arc::clone(&self.commits)
+    }
+
     /// The connection string clients should use: plain h2c, no discovery delay on connect.
     pub fn connection_string(&self) -> String {
         connection_string(self.local_addr)
     }
 
-    /// Stops accepting, lets open calls end, and waits for the server task.
+    /// Stops accepting and gives open calls up to `SHUTDOWN_DRAIN_MS` to end; then cuts the
+    /// rest (subscriptions and BatchAppend calls never end by themselves).
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        let _ = (&mut self.task).await;
+        let drain = Duration::from_millis(SHUTDOWN_DRAIN_MS);
+        if tokio::time::timeout(drain, &mut self.task).await.is_err() {
+            tracing::info!("open calls did not end within the drain time; closing them");
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
     }
 
     /// Waits until the server ends (it only ends on `stop` or on a fatal error).
@@ -119,6 +134,7 @@ pub async fn start(settings: Settings) -> Result<RunningStore, StartError> {
     let limits = Arc::new(settings.limits);
     let stats = Arc::new(Stats::default());
     let message_bytes_max = grpc_message_bytes_max(&limits);
+    let commits = store.commit_counters();
     let streams = StreamsServer::new(StreamsService::new(
         store,
         Arc::clone(&limits),
@@ -148,6 +164,7 @@ pub async fn start(settings: Settings) -> Result<RunningStore, StartError> {
         local_addr,
         shutdown: Some(shutdown),
         stats,
+        commits,
         task,
     })
 }

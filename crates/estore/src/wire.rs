@@ -13,7 +13,7 @@ use crate::limits::Limits;
 use crate::proto::event_store::client::streams::read_resp::{self, read_event};
 use crate::proto::event_store::client::streams::ReadResp;
 use crate::proto::event_store::client::{self as shared, uuid as proto_uuid, StreamIdentifier};
-use crate::storage::{ExpectedRevision, NewEvent, RecordedEvent, StoreError};
+use crate::storage::{ExpectedRevision, NewEvent, RecordedEvent, StoreError, Text};
 
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 pub const CONTENT_TYPE_BINARY: &str = "application/octet-stream";
@@ -140,8 +140,8 @@ pub fn new_event(
         )));
     }
     let content_type = match metadata.get("content-type").map(String::as_str) {
-        Some(CONTENT_TYPE_JSON) => CONTENT_TYPE_JSON,
-        Some(_) => CONTENT_TYPE_BINARY,
+        Some(CONTENT_TYPE_JSON) => Text::from_static(CONTENT_TYPE_JSON),
+        Some(_) => Text::from_static(CONTENT_TYPE_BINARY),
         None => return Err(invalid("event metadata 'content-type' is missing")),
     };
     let size = data.len() + custom_metadata.len();
@@ -156,8 +156,8 @@ pub fn new_event(
     }
     Ok(NewEvent {
         id,
-        event_type: event_type.clone(),
-        content_type: content_type.to_string(),
+        event_type: Text::new(event_type.clone()),
+        content_type,
         custom_metadata,
         data,
     })
@@ -185,7 +185,8 @@ pub struct AppendBudget {
 impl AppendBudget {
     pub fn take(&mut self, event: &NewEvent, limits: &Limits) -> Result<(), Status> {
         self.events += 1;
-        self.bytes += event.data.len() + event.custom_metadata.len() + event.event_type.len();
+        self.bytes +=
+            event.data.len() + event.custom_metadata.len() + event.event_type.as_str().len();
         if self.events > limits.append_events_max {
             return Err(invalid(format!(
                 "an append may carry at most {} events",
@@ -204,14 +205,19 @@ impl AppendBudget {
 
 /// An event as read back, in the caller's choice of id format.
 pub fn read_event(event: &RecordedEvent, string_ids: bool) -> ReadResp {
-    let mut metadata = HashMap::with_capacity(3);
-    metadata.insert("type".to_string(), event.event_type.clone());
-    metadata.insert("content-type".to_string(), event.content_type.clone());
-    metadata.insert("created".to_string(), event.created_ticks.to_string());
+    let entry = |key: &'static str, value: Bytes| read_event::MetadataEntry {
+        key: Bytes::from_static(key.as_bytes()),
+        value,
+    };
+    let metadata = vec![
+        entry("type", event.event_type.bytes()),
+        entry("content-type", event.content_type.bytes()),
+        entry("created", Bytes::from(event.created_ticks.to_string())),
+    ];
     let recorded = read_event::RecordedEvent {
         id: Some(uuid_to_proto(event.id, string_ids)),
         stream_identifier: Some(StreamIdentifier {
-            stream_name: Bytes::copy_from_slice(event.stream.as_bytes()),
+            stream_name: event.stream.bytes(),
         }),
         stream_revision: event.revision,
         prepare_position: event.position,

@@ -339,3 +339,22 @@ async fn a_slow_subscriber_falls_back_to_disk_and_misses_nothing() {
         "the test must exercise the fall-back to disk"
     );
 }
+
+/// Stopping the server must not wait forever for subscriptions that never end by themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_ends_even_with_an_open_subscription() {
+    let mut store = spawn_store().await;
+    let stream = unique_stream("open");
+    let mut subscription = store
+        .client
+        .subscribe_to_stream(
+            stream.as_str(),
+            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
+        )
+        .await;
+    assert!(until_caught_up(&mut subscription).await.is_empty());
+    let server = store.server.take().unwrap();
+    let started = std::time::Instant::now();
+    within("stop", server.stop()).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

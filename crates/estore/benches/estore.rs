@@ -1,0 +1,456 @@
+//! Event store benchmark: run with `scripts/bench-estore` (which records the output in
+//! `docs/benchmarks.md`). Not a test: it prints figures and asserts nothing.
+//!
+//! In one run, on this machine, it measures
+//! - the machine's own limits: fsync'd appends to a plain file one at a time and in groups of the
+//!   sizes the store's group commit sees, and a loopback hello-world HTTP POST rate (CPU side);
+//! - the store through the official Rust client: append rate and p50/p99 latency with 1 and 64
+//!   concurrent writers (~300-byte JSON events), and the $all replay rate;
+//!
+//! and prints the store's figures as ratios of the limits, since the machine is shared and noisy.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use eventstore::{
+    AppendToStreamOptions, BatchAppendClient, BatchAppendOptions, Client, EventData,
+    ExpectedRevision, ReadAllOptions, StreamPosition,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The allocator the `minimall` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Bounds: every phase stops by count or by time, whichever comes first.
+const SINGLE_WRITER_APPENDS: usize = 3_000;
+const MANY_WRITERS: usize = 64;
+const MANY_WRITERS_APPENDS_EACH: usize = 400;
+const REPLAY_EVENTS: usize = 300_000;
+const REPLAY_BATCH_EVENTS: usize = 1_000;
+const RAW_FSYNC_SECONDS: f64 = 2.0;
+const HTTP_SECONDS: f64 = 3.0;
+const HTTP_CONNECTIONS: usize = 64;
+const PHASE_TIME_MAX: Duration = Duration::from_secs(120);
+
+fn event_body(n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "orderId": format!("3f1c6f0e-8a51-4d0e-9b7c-{n:012}"),
+        "orderStatus": "AwaitingDeposit",
+        "customerId": "customer-0042",
+        "productId": "product-0007",
+        "quantity": 2,
+        "amount": {"value": 4990, "currency": "EUR"},
+        "depositReference": format!("MM-{n:08}"),
+        "dueAt": "2026-12-01T12:00:00Z",
+        "account": "DE89 3704 0044 0532 0130 00"
+    })
+}
+
+fn event(n: usize) -> EventData {
+    EventData::json("PayPlaced", &event_body(n)).expect("json")
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.0.sort_unstable();
+        let index = ((self.0.len() as f64 - 1.0) * p).round() as usize;
+        self.0[index]
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// fsync'd appends of `group` events of `event_bytes` each to a plain file, for a bounded time.
+fn raw_fsync_rate(dir: &Path, group: usize, event_bytes: usize) -> f64 {
+    let path = dir.join(format!("raw-{group}.log"));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .expect("raw file");
+    let chunk = vec![b'e'; event_bytes * group];
+    let started = Instant::now();
+    let mut events = 0usize;
+    while started.elapsed().as_secs_f64() < RAW_FSYNC_SECONDS {
+        file.write_all(&chunk).expect("write");
+        file.sync_data().expect("fsync");
+        events += group;
+    }
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(path);
+    rate
+}
+
+/// A minimal HTTP/1.1 server answering every POST with a tiny JSON body.
+async fn hello_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut filled = 0;
+                loop {
+                    let Ok(n) = socket.read(&mut buf[filled..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    filled += n;
+                    // Each request is headers + a 2-byte body; answer every complete one.
+                    while let Some(end) = find_request_end(&buf[..filled]) {
+                        let response = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
+                        if socket.write_all(response).await.is_err() {
+                            return;
+                        }
+                        buf.copy_within(end..filled, 0);
+                        filled -= end;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn find_request_end(buf: &[u8]) -> Option<usize> {
+    let headers_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    (buf.len() >= headers_end + 2).then_some(headers_end + 2)
+}
+
+/// Requests per second of the hello server with keep-alive connections, for a bounded time.
+async fn http_post_rate(addr: SocketAddr) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(HTTP_SECONDS);
+    let mut tasks = Vec::new();
+    for _ in 0..HTTP_CONNECTIONS {
+        tasks.push(tokio::spawn(async move {
+            let mut socket = TcpStream::connect(addr).await.expect("connect");
+            socket.set_nodelay(true).expect("nodelay");
+            let request = b"POST /hello HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+            let mut buf = vec![0u8; 4096];
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                socket.write_all(request).await.expect("send");
+                let mut filled = 0;
+                loop {
+                    let n = socket.read(&mut buf[filled..]).await.expect("receive");
+                    assert!(n > 0, "server closed");
+                    filled += n;
+                    if buf[..filled].ends_with(b"{\"ok\":true}") {
+                        break;
+                    }
+                }
+                done += 1;
+            }
+            done
+        }));
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("http task");
+    }
+    total as f64 / started.elapsed().as_secs_f64().max(HTTP_SECONDS)
+}
+
+/// How writers reach the store: one Append call per append, or multiplexed on one BatchAppend
+/// call (what the Node and Python clients do).
+#[derive(Clone)]
+enum Appender {
+    Plain(Box<Client>),
+    Batch(Arc<BatchAppendClient>),
+}
+
+impl Appender {
+    async fn append(&self, stream: &str, n: usize) -> Duration {
+        let started = Instant::now();
+        match self {
+            Appender::Plain(client) => return append_one(client, stream, n).await,
+            Appender::Batch(batch) => {
+                batch
+                    .append_to_stream(stream, ExpectedRevision::Any, vec![event(n)])
+                    .await
+                    .expect("batch append");
+            }
+        };
+        started.elapsed()
+    }
+}
+
+async fn append_one(client: &Client, stream: &str, n: usize) -> Duration {
+    let started = Instant::now();
+    client
+        .append_to_stream(
+            stream,
+            &AppendToStreamOptions::default().expected_revision(ExpectedRevision::Any),
+            event(n),
+        )
+        .await
+        .expect("append");
+    started.elapsed()
+}
+
+struct WriteFigures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn writers(appender: &Appender, writers: usize, appends_each: usize) -> WriteFigures {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let appender = appender.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("payment-bench-{w}-{}", uuid::Uuid::new_v4().simple());
+            let mut latencies = Vec::with_capacity(appends_each);
+            let phase_started = Instant::now();
+            for n in 0..appends_each {
+                if phase_started.elapsed() > PHASE_TIME_MAX {
+                    break;
+                }
+                latencies.push(appender.append(&stream, n).await);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("writer"));
+    }
+    let elapsed = started.elapsed();
+    let mut latencies = Latencies(all);
+    WriteFigures {
+        rate: latencies.0.len() as f64 / elapsed.as_secs_f64(),
+        p50: latencies.percentile(0.50),
+        p99: latencies.percentile(0.99),
+    }
+}
+
+async fn fill_for_replay(client: &Client) {
+    let batches = REPLAY_EVENTS / REPLAY_BATCH_EVENTS;
+    let started = Instant::now();
+    for b in 0..batches {
+        if started.elapsed() > PHASE_TIME_MAX {
+            break;
+        }
+        let events: Vec<_> = (0..REPLAY_BATCH_EVENTS)
+            .map(|i| event(b * REPLAY_BATCH_EVENTS + i))
+            .collect();
+        client
+            .append_to_stream(
+                format!("order-replay-{}", b % 100),
+                &AppendToStreamOptions::default(),
+                events,
+            )
+            .await
+            .expect("fill");
+    }
+}
+
+async fn replay_rate(client: &Client) -> (usize, f64) {
+    let started = Instant::now();
+    let mut reader = client
+        .read_all(&ReadAllOptions::default().position(StreamPosition::Start))
+        .await
+        .expect("read all");
+    let mut count = 0usize;
+    while let Some(event) = reader.next().await.expect("next") {
+        std::hint::black_box(&event);
+        count += 1;
+        if started.elapsed() > PHASE_TIME_MAX {
+            break;
+        }
+    }
+    (count, count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The log's own read rate, without the protocol: pages straight from storage.
+async fn storage_scan_rate(dir: &Path) -> f64 {
+    let store = estore::storage::Store::open(dir, 16).expect("open for scan");
+    let started = Instant::now();
+    let mut from = 0;
+    let mut count = 0usize;
+    loop {
+        let page = store
+            .read_all(from, estore::storage::Direction::Forwards, 4096)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        from = last.position + 1;
+        count += page.len();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `BENCH_ONLY=many` (64 writers; `BENCH_BATCH=1` for BatchAppend) or `BENCH_ONLY=replay` runs
+/// one phase alone, for profiling; `BENCH_URL` points it at a store in another process.
+fn only(phase: &str) -> bool {
+    std::env::var("BENCH_ONLY").is_ok_and(|v| v == phase)
+}
+
+#[tokio::main]
+async fn main() {
+    if only("replay") {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = estore::start(estore::Settings::ephemeral(dir.path()))
+            .await
+            .expect("store");
+        let url = std::env::var("BENCH_URL").unwrap_or_else(|_| server.connection_string());
+        let client = Client::new(url.parse().expect("url")).expect("client");
+        fill_for_replay(&client).await;
+        eprintln!("filled; replaying");
+        let (replayed, replay) = replay_rate(&client).await;
+        println!("replay: {replayed} events, {replay:.0} events/s");
+        return;
+    }
+    if only("single") {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = estore::start(estore::Settings::ephemeral(dir.path()))
+            .await
+            .expect("store");
+        let url = std::env::var("BENCH_URL").unwrap_or_else(|_| server.connection_string());
+        let client = Client::new(url.parse().expect("url")).expect("client");
+        let mut single = Latencies(Vec::new());
+        for n in 0..SINGLE_WRITER_APPENDS {
+            single
+                .0
+                .push(append_one(&client, "payment-bench-single", n).await);
+        }
+        println!(
+            "single: p50 {:.3} ms, p99 {:.3} ms",
+            ms(single.percentile(0.5)),
+            ms(single.percentile(0.99))
+        );
+        return;
+    }
+    if only("many") {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = estore::start(estore::Settings::ephemeral(dir.path()))
+            .await
+            .expect("store");
+        // BENCH_URL points the phase at a store in another process (to split CPU by process).
+        let url = std::env::var("BENCH_URL").unwrap_or_else(|_| server.connection_string());
+        let client = Client::new(url.parse().expect("url")).expect("client");
+        let appender = if std::env::var("BENCH_BATCH").is_ok() {
+            Appender::Batch(Arc::new(
+                client
+                    .batch_append(&BatchAppendOptions::default())
+                    .await
+                    .expect("batch"),
+            ))
+        } else {
+            Appender::Plain(Box::new(client))
+        };
+        let many = writers(&appender, MANY_WRITERS, MANY_WRITERS_APPENDS_EACH * 4).await;
+        let counters = server.commit_counters();
+        let group = counters.requests.load(std::sync::atomic::Ordering::Relaxed) as f64
+            / counters
+                .commits
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(1) as f64;
+        println!("{MANY_WRITERS} writers: {:.0} appends/s, p50 {:.3} ms, p99 {:.3} ms, in-process group size {group:.1}", many.rate, ms(many.p50), ms(many.p99));
+        return;
+    }
+    let root = std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-estore".into());
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("bench dir");
+    let root = Path::new(&root);
+    let event_bytes = serde_json::to_vec(&event_body(0)).expect("json").len();
+
+    eprintln!("measuring the machine's limits…");
+    let raw_one = raw_fsync_rate(root, 1, event_bytes);
+    let raw_group = raw_fsync_rate(root, MANY_WRITERS, event_bytes);
+    let http = http_post_rate(hello_server().await).await;
+
+    eprintln!("measuring the store…");
+    let data_dir = root.join("store");
+    let server = estore::start(estore::Settings::ephemeral(&data_dir))
+        .await
+        .expect("store");
+    let client = Client::new(server.connection_string().parse().expect("url")).expect("client");
+    append_one(&client, "warm-up", 0).await;
+    let started_connect = Instant::now();
+    let fresh = Client::new(server.connection_string().parse().expect("url")).expect("client");
+    append_one(&fresh, "warm-up", 1).await;
+    let first_append = started_connect.elapsed();
+
+    let mut single = Latencies(Vec::with_capacity(SINGLE_WRITER_APPENDS));
+    let single_started = Instant::now();
+    for n in 0..SINGLE_WRITER_APPENDS {
+        single
+            .0
+            .push(append_one(&client, "payment-bench-single", n).await);
+    }
+    let single_rate = SINGLE_WRITER_APPENDS as f64 / single_started.elapsed().as_secs_f64();
+    let (single_p50, single_p99) = (single.percentile(0.5), single.percentile(0.99));
+
+    let many = writers(
+        &Appender::Plain(Box::new(client.clone())),
+        MANY_WRITERS,
+        MANY_WRITERS_APPENDS_EACH,
+    )
+    .await;
+    let batch = client
+        .batch_append(&BatchAppendOptions::default())
+        .await
+        .expect("batch append");
+    let many_batched = writers(
+        &Appender::Batch(Arc::new(batch)),
+        MANY_WRITERS,
+        MANY_WRITERS_APPENDS_EACH,
+    )
+    .await;
+    fill_for_replay(&client).await;
+    let (replayed, replay) = replay_rate(&client).await;
+    server.stop().await;
+    let scan = storage_scan_rate(&data_dir).await;
+    let _ = std::fs::remove_dir_all(root);
+
+    let limit_many = raw_group.min(http);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("| figure | value | ratio |");
+    println!("|---|---|---|");
+    println!("| machine: fsync'd appends to a plain file, 1 event per fsync ({event_bytes} B events) | {raw_one:.0} events/s | limit |");
+    println!("| machine: fsync'd appends to a plain file, {MANY_WRITERS} events per fsync | {raw_group:.0} events/s | limit |");
+    println!("| machine: loopback hello-world HTTP/1.1 POST, {HTTP_CONNECTIONS} keep-alive connections, load generator in-process ({cores} cores) | {http:.0} req/s | limit |");
+    println!(
+        "| store: first append on a new client (connect + ServerFeatures + append) | {:.2} ms | |",
+        ms(first_append)
+    );
+    println!(
+        "| store: 1 writer, appends/s | {single_rate:.0} /s | {:.0}% of 1-event fsync rate |",
+        100.0 * single_rate / raw_one
+    );
+    println!(
+        "| store: 1 writer, append latency p50 / p99 | {:.3} / {:.3} ms | target p50 ≤ 1 ms |",
+        ms(single_p50),
+        ms(single_p99)
+    );
+    println!("| store: {MANY_WRITERS} writers, appends/s | {:.0} /s | {:.0}% of the lower limit ({limit_many:.0}/s); target ≥ 50% |", many.rate, 100.0 * many.rate / limit_many);
+    println!(
+        "| store: {MANY_WRITERS} writers, append latency p50 / p99 | {:.3} / {:.3} ms | |",
+        ms(many.p50),
+        ms(many.p99)
+    );
+    println!("| store: {MANY_WRITERS} writers on one BatchAppend call, appends/s | {:.0} /s | {:.0}% of the lower limit; target ≥ 50% |", many_batched.rate, 100.0 * many_batched.rate / limit_many);
+    println!("| store: {MANY_WRITERS} writers on one BatchAppend call, latency p50 / p99 | {:.3} / {:.3} ms | |", ms(many_batched.p50), ms(many_batched.p99));
+    println!("| store: $all replay through the Rust client ({replayed} events) | {replay:.0} events/s | target ≥ 500k/s |");
+    println!(
+        "| store: $all scan inside the server (storage only, no protocol) | {scan:.0} events/s | |"
+    );
+}
