@@ -303,15 +303,22 @@ fn only(phase: &str) -> bool {
     std::env::var("BENCH_ONLY").is_ok_and(|v| v == phase)
 }
 
+/// A store for one phase run alone; `BENCH_URL` points the client at a store in another
+/// process instead (to split CPU time by process).
+async fn phase_store() -> (tempfile::TempDir, estore::RunningStore, Client) {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = estore::start(estore::Settings::ephemeral(dir.path()))
+        .await
+        .expect("store");
+    let url = std::env::var("BENCH_URL").unwrap_or_else(|_| server.connection_string());
+    let client = Client::new(url.parse().expect("url")).expect("client");
+    (dir, server, client)
+}
+
 #[tokio::main]
 async fn main() {
     if only("replay") {
-        let dir = tempfile::tempdir().expect("dir");
-        let server = estore::start(estore::Settings::ephemeral(dir.path()))
-            .await
-            .expect("store");
-        let url = std::env::var("BENCH_URL").unwrap_or_else(|_| server.connection_string());
-        let client = Client::new(url.parse().expect("url")).expect("client");
+        let (_dir, _server, client) = phase_store().await;
         fill_for_replay(&client).await;
         eprintln!("filled; replaying");
         let (replayed, replay) = replay_rate(&client).await;
@@ -319,12 +326,7 @@ async fn main() {
         return;
     }
     if only("single") {
-        let dir = tempfile::tempdir().expect("dir");
-        let server = estore::start(estore::Settings::ephemeral(dir.path()))
-            .await
-            .expect("store");
-        let url = std::env::var("BENCH_URL").unwrap_or_else(|_| server.connection_string());
-        let client = Client::new(url.parse().expect("url")).expect("client");
+        let (_dir, _server, client) = phase_store().await;
         let mut single = Latencies(Vec::new());
         for n in 0..SINGLE_WRITER_APPENDS {
             single
@@ -339,13 +341,7 @@ async fn main() {
         return;
     }
     if only("many") {
-        let dir = tempfile::tempdir().expect("dir");
-        let server = estore::start(estore::Settings::ephemeral(dir.path()))
-            .await
-            .expect("store");
-        // BENCH_URL points the phase at a store in another process (to split CPU by process).
-        let url = std::env::var("BENCH_URL").unwrap_or_else(|_| server.connection_string());
-        let client = Client::new(url.parse().expect("url")).expect("client");
+        let (_dir, server, client) = phase_store().await;
         let appender = if std::env::var("BENCH_BATCH").is_ok() {
             Appender::Batch(Arc::new(
                 client

@@ -18,9 +18,9 @@ use crate::proto::event_store::client::streams::read_req::options::{
     StreamOption,
 };
 use crate::proto::event_store::client::streams::{
-    append_req, append_resp, batch_append_req, batch_append_resp, delete_resp, read_req,
-    streams_server, tombstone_resp, AppendReq, AppendResp, BatchAppendReq, BatchAppendResp,
-    DeleteReq, DeleteResp, ReadReq, ReadResp, TombstoneReq, TombstoneResp,
+    append_req, append_resp, batch_append_req, batch_append_resp, delete_req, delete_resp,
+    read_req, streams_server, AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq,
+    DeleteResp, ReadReq, ReadResp,
 };
 use crate::proto::event_store::client::{self as shared, AllStreamPosition, StreamIdentifier};
 use crate::proto::google::rpc;
@@ -252,57 +252,11 @@ impl streams_server::Streams for StreamsService {
     }
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
-        let options = request
-            .into_inner()
-            .options
-            .ok_or_else(|| invalid("delete options are missing"))?;
-        let stream = wire::stream_name(options.stream_identifier, &self.limits)?;
-        let expected = expected_of!(
-            crate::proto::event_store::client::streams::delete_req::options::ExpectedStreamRevision,
-            options.expected_stream_revision
-        )?;
-        let position = self
-            .store
-            .delete(stream, expected, false)
-            .await
-            .map_err(wire::status_from_store)?;
-        let position_option = match position {
-            Some(p) => delete_resp::PositionOption::Position(delete_resp::Position {
-                commit_position: p,
-                prepare_position: p,
-            }),
-            None => delete_resp::PositionOption::NoPosition(shared::Empty {}),
-        };
-        Ok(Response::new(DeleteResp {
-            position_option: Some(position_option),
-        }))
+        self.delete_stream(request.into_inner(), false).await
     }
 
-    async fn tombstone(
-        &self,
-        request: Request<TombstoneReq>,
-    ) -> Result<Response<TombstoneResp>, Status> {
-        let options = request
-            .into_inner()
-            .options
-            .ok_or_else(|| invalid("tombstone options are missing"))?;
-        let stream = wire::stream_name(options.stream_identifier, &self.limits)?;
-        let expected = expected_of!(crate::proto::event_store::client::streams::tombstone_req::options::ExpectedStreamRevision, options.expected_stream_revision)?;
-        let position = self
-            .store
-            .delete(stream, expected, true)
-            .await
-            .map_err(wire::status_from_store)?;
-        let position_option = match position {
-            Some(p) => tombstone_resp::PositionOption::Position(tombstone_resp::Position {
-                commit_position: p,
-                prepare_position: p,
-            }),
-            None => tombstone_resp::PositionOption::NoPosition(shared::Empty {}),
-        };
-        Ok(Response::new(TombstoneResp {
-            position_option: Some(position_option),
-        }))
+    async fn tombstone(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
+        self.delete_stream(request.into_inner(), true).await
     }
 
     async fn batch_append(
@@ -321,6 +275,38 @@ impl streams_server::Streams for StreamsService {
         };
         tokio::spawn(session.run(inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(inbox))))
+    }
+}
+
+impl StreamsService {
+    async fn delete_stream(
+        &self,
+        request: DeleteReq,
+        tombstone: bool,
+    ) -> Result<Response<DeleteResp>, Status> {
+        let options = request
+            .options
+            .ok_or_else(|| invalid("delete options are missing"))?;
+        let stream = wire::stream_name(options.stream_identifier, &self.limits)?;
+        let expected = expected_of!(
+            delete_req::options::ExpectedStreamRevision,
+            options.expected_stream_revision
+        )?;
+        let position = self
+            .store
+            .delete(stream, expected, tombstone)
+            .await
+            .map_err(wire::status_from_store)?;
+        let position_option = match position {
+            Some(p) => delete_resp::PositionOption::Position(delete_resp::Position {
+                commit_position: p,
+                prepare_position: p,
+            }),
+            None => delete_resp::PositionOption::NoPosition(shared::Empty {}),
+        };
+        Ok(Response::new(DeleteResp {
+            position_option: Some(position_option),
+        }))
     }
 }
 
