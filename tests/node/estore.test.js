@@ -114,6 +114,17 @@ test("plain Append (per-call credentials) and a wrong expected revision", async 
   assert.equal(second.nextExpectedRevision, 1n);
 });
 
+test("a delete or tombstone with a wrong expected revision is refused", async () => {
+  const stream = unique("keep");
+  await client.appendToStream(stream, orderEvent("OrderPlaced", 0), { streamState: NO_STREAM });
+  await assert.rejects(client.deleteStream(stream, { expectedRevision: 7n }), WrongExpectedVersionError);
+  await assert.rejects(client.tombstoneStream(stream, { expectedRevision: NO_STREAM }), WrongExpectedVersionError);
+  const events = await collect(client.readStream(stream));
+  assert.equal(events.length, 1);
+  await client.deleteStream(stream, { expectedRevision: 0n });
+  await assert.rejects(collect(client.readStream(stream)), StreamNotFoundError);
+});
+
 test("reading a missing stream and a tombstoned one", async () => {
   await assert.rejects(collect(client.readStream(unique("nothing"))), StreamNotFoundError);
   const stream = unique("gone");

@@ -20,6 +20,9 @@ pub struct Limits {
     pub batch_appends_in_flight_max: usize,
     /// Commits the live feed keeps for subscribers; one further behind reads from disk instead.
     pub live_feed_commits_max: usize,
+    /// Largest event log (the SQLite database), in bytes; appends beyond it are refused with
+    /// `ResourceExhausted` and nothing of them is written (so is a full disk).
+    pub log_bytes_max: u64,
 }
 
 impl Default for Limits {
@@ -33,6 +36,7 @@ impl Default for Limits {
             subscriptions_max: 1024,
             batch_appends_in_flight_max: 256,
             live_feed_commits_max: 1024,
+            log_bytes_max: 100 * 1024 * 1024 * 1024,
         }
     }
 }

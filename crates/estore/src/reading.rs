@@ -18,13 +18,16 @@ use crate::proto::event_store::client::streams::read_resp::{self, Content};
 use crate::proto::event_store::client::streams::ReadResp;
 use crate::proto::event_store::client::StreamIdentifier;
 use crate::stats::Stats;
-use crate::storage::{Committed, Direction, RecordedEvent, Store, StoreError, StreamPage};
+use crate::storage::{
+    Committed, Direction, RecordedEvent, Store, StoreError, StreamPage, PAGE_BYTES_MAX,
+};
 use crate::wire::{message, read_event, status_from_store};
 
 /// Events fetched from disk in one go.
 pub const PAGE_EVENTS: usize = 512;
-/// Messages buffered per read or subscription before the server waits for the client.
-pub const READ_BUFFER_MESSAGES: usize = 256;
+/// Messages buffered per read or subscription before the server waits for the client (at most
+/// 64 MiB with 1 MiB events; a few tens of KiB with the shop's).
+pub const READ_BUFFER_MESSAGES: usize = 64;
 
 pub type Outbox = mpsc::Sender<Result<ReadResp, Status>>;
 
@@ -63,6 +66,9 @@ pub async fn read(
     string_ids: bool,
     outbox: Outbox,
 ) {
+    if count == 0 {
+        return;
+    }
     let result = match selection {
         Selection::All { filter } => {
             read_all(&store, filter, from, direction, count, string_ids, &outbox).await
@@ -117,9 +123,18 @@ fn read_all_ahead(store: &Store, from: u64, direction: Direction) -> PageRead {
     tokio::spawn(async move { store.read_all(from, direction, PAGE_EVENTS).await })
 }
 
+/// A page shorter than asked is the last one, unless its byte limit cut it short.
+fn is_last_page(page: &[RecordedEvent], asked: usize) -> bool {
+    let bytes: usize = page
+        .iter()
+        .map(|e| e.data.len() + e.custom_metadata.len())
+        .sum();
+    page.len() < asked && bytes < PAGE_BYTES_MAX
+}
+
 /// Where the page after this one starts, if there can be one.
 fn next_all_from(page: &[RecordedEvent], direction: Direction) -> Option<u64> {
-    if page.len() < PAGE_EVENTS {
+    if is_last_page(page, PAGE_EVENTS) {
         return None;
     }
     let last = page.last()?.position;
@@ -165,14 +180,14 @@ async fn read_stream(
             remaining -= 1;
         }
         let Some(last) = page.last() else { break };
+        if is_last_page(&page, page_size) {
+            break;
+        }
         from = match direction {
             Direction::Forwards => last.revision + 1,
             Direction::Backwards if last.revision == 0 => break,
             Direction::Backwards => last.revision - 1,
         };
-        if page.len() < page_size {
-            break;
-        }
     }
     Ok(Ok(()))
 }
@@ -195,6 +210,12 @@ impl Drop for SubscriptionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum BackToDisk {
+    FellBehind,
+    LargeCommit,
 }
 
 /// Where a subscription starts: after `cursor` (exclusive), or at the live end.
@@ -269,12 +290,13 @@ impl Subscription {
                 caught_up = true;
             }
             match self.follow(&mut live, &mut cursor).await? {
-                Ok(()) => {
-                    self.stats
-                        .subscriptions_fell_behind
-                        .fetch_add(1, Ordering::Relaxed);
-                    // Fell behind the bounded live feed: re-subscribe first, then read the gap
-                    // from disk.
+                Ok(back_to_disk) => {
+                    if back_to_disk == BackToDisk::FellBehind {
+                        self.stats
+                            .subscriptions_fell_behind
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Re-subscribe first, then read the gap from disk.
                     live = self.store.live();
                 }
                 Err(status) => return Ok(Err(status)),
@@ -302,7 +324,7 @@ impl Subscription {
             for event in &page {
                 self.offer(event, cursor).await?;
             }
-            if page.len() < PAGE_EVENTS {
+            if is_last_page(&page, PAGE_EVENTS) {
                 return Ok(Ok(()));
             }
         }
@@ -311,7 +333,7 @@ impl Subscription {
     async fn catch_up_all(&mut self, cursor: &mut u64) -> Outcome {
         let mut ahead = Some(read_all_ahead(
             &self.store,
-            *cursor + 1,
+            cursor.saturating_add(1),
             Direction::Forwards,
         ));
         while let Some(pending) = ahead.take() {
@@ -330,12 +352,13 @@ impl Subscription {
         Ok(Ok(()))
     }
 
-    /// Follows the live feed. Returns `Ok(Ok(()))` when it fell behind and must catch up again.
+    /// Follows the live feed until it must go back to disk (it fell behind the bounded feed, or
+    /// a commit came without its events because it was too large for the feed).
     async fn follow(
         &mut self,
         live: &mut broadcast::Receiver<Arc<Committed>>,
         cursor: &mut u64,
-    ) -> Outcome {
+    ) -> Result<Result<BackToDisk, Status>, Gone> {
         loop {
             let committed = tokio::select! {
                 received = live.recv() => received,
@@ -343,19 +366,25 @@ impl Subscription {
             };
             let committed = match committed {
                 Ok(committed) => committed,
-                Err(broadcast::error::RecvError::Lagged(_)) => return Ok(Ok(())),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Ok(Ok(BackToDisk::FellBehind))
+                }
                 Err(broadcast::error::RecvError::Closed) => {
                     return Ok(Err(Status::unavailable("the event store is shutting down")))
                 }
             };
+            if committed.elided {
+                return Ok(Ok(BackToDisk::LargeCommit));
+            }
+            // Events of the commit first: some may precede a tombstone in the same commit.
+            for event in &committed.events {
+                self.offer(event, cursor).await?;
+            }
             if let Selection::Stream { name } = &self.selection {
                 if committed.tombstoned.iter().any(|s| s == name) {
                     let error = crate::storage::StoreError::StreamDeleted(name.clone());
                     return Ok(Err(status_from_store(error)));
                 }
-            }
-            for event in &committed.events {
-                self.offer(event, cursor).await?;
             }
         }
     }

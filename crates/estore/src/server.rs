@@ -119,7 +119,7 @@ pub fn connection_string(addr: SocketAddr) -> String {
 
 /// Opens the log and starts serving; returns once the listener is bound.
 pub async fn start(settings: Settings) -> Result<RunningStore, StartError> {
-    let store = Store::open(&settings.data_dir, settings.limits.live_feed_commits_max)?;
+    let store = Store::open(&settings.data_dir, &settings.limits)?;
     let listener =
         TcpListener::bind(settings.listen)
             .await

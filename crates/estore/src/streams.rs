@@ -244,9 +244,11 @@ impl streams_server::Streams for StreamsService {
         }
         match self.store.append(stream, expected, events).await {
             Ok(outcome) => Ok(Response::new(append_success(outcome))),
-            Err(StoreError::WrongExpectedVersion { expected, current }) => Ok(Response::new(
-                append_wrong_expected_version(expected, current),
-            )),
+            Err(StoreError::WrongExpectedVersion {
+                expected, current, ..
+            }) => Ok(Response::new(append_wrong_expected_version(
+                expected, current,
+            ))),
             Err(other) => Err(wire::status_from_store(other)),
         }
     }
@@ -270,6 +272,7 @@ impl streams_server::Streams for StreamsService {
             store: self.store.clone(),
             limits: Arc::clone(&self.limits),
             in_flight: Arc::new(Semaphore::new(self.limits.batch_appends_in_flight_max)),
+            in_flight_kib: Arc::new(Semaphore::new(BATCH_APPEND_KIB_IN_FLIGHT_MAX as usize)),
             pending: HashMap::new(),
             outbox,
         };
@@ -362,6 +365,10 @@ fn subscription_start(
         }
         StreamOption::All(options) => {
             let start = match options.all_option {
+                // The clients' `Position::end()` is u64::MAX: the live end, as the real server reads it.
+                Some(all_options::AllOption::Position(p)) if p.commit_position == u64::MAX => {
+                    Start::End
+                }
                 Some(all_options::AllOption::Position(p)) => Start::After(p.commit_position),
                 Some(all_options::AllOption::Start(_)) => Start::Beginning,
                 Some(all_options::AllOption::End(_)) => Start::End,
@@ -372,6 +379,10 @@ fn subscription_start(
     }
 }
 
+/// Event data one BatchAppend call may hold at once, in KiB (unfinished batches and appends
+/// being written): a client that streams faster than the log writes is made to wait.
+const BATCH_APPEND_KIB_IN_FLIGHT_MAX: u32 = 32 * 1024;
+
 /// One BatchAppend call: many appends multiplexed by correlation id, each possibly split into
 /// chunks (`is_final == false` means more chunks follow). Completed appends run concurrently, up
 /// to the in-flight limit; answers come back tagged with their correlation id.
@@ -379,6 +390,8 @@ struct BatchSession {
     store: Store,
     limits: Arc<Limits>,
     in_flight: Arc<Semaphore>,
+    /// Event data held by one call (unfinished batches and appends being written), in KiB.
+    in_flight_kib: Arc<Semaphore>,
     pending: HashMap<uuid::Uuid, PendingBatch>,
     outbox: mpsc::Sender<Result<BatchAppendResp, Status>>,
 }
@@ -455,10 +468,22 @@ impl BatchSession {
                 }
             }
         }
+        let pending_bytes: usize = self.pending.values().map(|b| b.budget.bytes()).sum();
+        if pending_bytes > (BATCH_APPEND_KIB_IN_FLIGHT_MAX as usize) * 1024 {
+            return Err(Status::resource_exhausted(
+                "unfinished batches of this call hold more data than the server buffers",
+            ));
+        }
         if request.is_final {
             let batch = self.pending.remove(&key).expect("present above");
             let permit = Arc::clone(&self.in_flight)
                 .acquire_owned()
+                .await
+                .map_err(|_| Status::internal("closed"))?;
+            let kib = (batch.budget.bytes().div_ceil(1024) as u32)
+                .clamp(1, BATCH_APPEND_KIB_IN_FLIGHT_MAX);
+            let data_permit = Arc::clone(&self.in_flight_kib)
+                .acquire_many_owned(kib)
                 .await
                 .map_err(|_| Status::internal("closed"))?;
             let store = self.store.clone();
@@ -467,7 +492,7 @@ impl BatchSession {
             tokio::spawn(async move {
                 let answer = complete_batch(store, &limits, batch).await;
                 let _ = outbox.send(Ok(answer)).await;
-                drop(permit);
+                drop((permit, data_permit));
             });
         }
         Ok(())
@@ -606,7 +631,9 @@ fn batch_error_from_store(error: StoreError, identifier: &StreamIdentifier) -> r
         CurrentStreamRevisionOption, ExpectedStreamPositionOption,
     };
     match error {
-        StoreError::WrongExpectedVersion { expected, current } => {
+        StoreError::WrongExpectedVersion {
+            expected, current, ..
+        } => {
             let detail = shared::WrongExpectedVersion {
                 current_stream_revision_option: Some(match current {
                     Some(r) => CurrentStreamRevisionOption::CurrentStreamRevision(r),
@@ -646,12 +673,14 @@ fn batch_error_from_store(error: StoreError, identifier: &StreamIdentifier) -> r
             )
         }
         other => {
+            // Clients decode the detail unconditionally, so even an unexpected failure has one.
             let status = wire::status_from_store(other);
-            rpc::Status {
-                code: status.code() as i32,
-                message: status.message().to_string(),
-                details: None,
-            }
+            detailed(
+                status.code(),
+                status.message().to_string(),
+                "Unknown",
+                shared::Unknown {}.encode_to_vec(),
+            )
         }
     }
 }

@@ -30,11 +30,25 @@ pub fn status_with_exception(
 ) -> Status {
     let mut status = Status::new(code, message);
     for (key, value) in trailers {
-        if let Ok(value) = MetadataValue::try_from(value.as_str()) {
+        if let Ok(value) = MetadataValue::try_from(metadata_safe(value).as_str()) {
             status.metadata_mut().insert(*key, value);
         }
     }
     status
+}
+
+/// gRPC metadata values are visible ASCII: anything else (a UTF-8 stream name) is
+/// percent-encoded, so the trailer is never dropped (clients read it without a check).
+fn metadata_safe(value: &str) -> String {
+    let mut safe = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            safe.push(byte as char);
+        } else {
+            safe.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    safe
 }
 
 /// How a failed write or read is told to a unary/streaming caller.
@@ -45,16 +59,20 @@ pub fn status_from_store(error: StoreError) -> Status {
             format!("Event stream '{stream}' is deleted."),
             &[("exception", "stream-deleted".into()), ("stream-name", stream)],
         ),
-        StoreError::WrongExpectedVersion { expected, current } => status_with_exception(
+        StoreError::WrongExpectedVersion { stream, expected, current } => status_with_exception(
             Code::FailedPrecondition,
             format!("Append failed due to WrongExpectedVersion. Expected version: {expected:?}, actual: {current:?}"),
             &[
                 ("exception", "wrong-expected-version".into()),
+                ("stream-name", stream),
                 ("expected-version", expected_as_number(expected).to_string()),
                 ("actual-version", current.map_or(-1, |r| r as i64).to_string()),
             ],
         ),
         StoreError::ShuttingDown => Status::unavailable("the event store is shutting down"),
+        StoreError::LogFull => Status::resource_exhausted(
+            "the event log is full (its configured size limit or the disk); nothing was written",
+        ),
         StoreError::Storage(message) => {
             tracing::error!(%message, "storage failure");
             Status::internal("the event store could not complete the request")
@@ -183,6 +201,10 @@ pub struct AppendBudget {
 }
 
 impl AppendBudget {
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn take(&mut self, event: &NewEvent, limits: &Limits) -> Result<(), Status> {
         self.events += 1;
         self.bytes +=

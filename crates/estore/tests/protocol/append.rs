@@ -286,3 +286,151 @@ async fn history_survives_a_restart_on_the_same_directory() {
     .expect("append after restart");
     assert_eq!(next.next_expected_version, 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_any_append_is_recognised_among_the_latest_events() {
+    let store = spawn_store().await;
+    let stream = unique_stream("order");
+    let retried = vec![event("OrderPlaced", 0), event("PayPlaced", 1)];
+    let first = append(
+        &store.client,
+        &stream,
+        ExpectedRevision::Any,
+        retried.clone(),
+    )
+    .await
+    .unwrap();
+    append(
+        &store.client,
+        &stream,
+        ExpectedRevision::Any,
+        vec![event("PayChecked", 2)],
+    )
+    .await
+    .unwrap();
+    let again = append(&store.client, &stream, ExpectedRevision::Any, retried)
+        .await
+        .expect("retry succeeds");
+    assert_eq!(
+        again.next_expected_version, first.next_expected_version,
+        "answered as the first time"
+    );
+    let events = read_all_of(&store.client, &stream).await.unwrap();
+    assert_eq!(
+        events.iter().map(n_of).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "written once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absurd_expected_revision_is_a_wrong_expected_version_not_a_crash() {
+    let store = spawn_store().await;
+    let stream = unique_stream("order");
+    append(
+        &store.client,
+        &stream,
+        ExpectedRevision::NoStream,
+        vec![event("OrderPlaced", 0)],
+    )
+    .await
+    .unwrap();
+    let absurd = append(
+        &store.client,
+        &stream,
+        ExpectedRevision::Exact(u64::MAX),
+        vec![event("OrderPlaced", 1)],
+    )
+    .await;
+    assert!(
+        matches!(absurd, Err(Error::WrongExpectedVersion { .. })),
+        "{absurd:?}"
+    );
+    append(
+        &store.client,
+        &stream,
+        ExpectedRevision::Exact(0),
+        vec![event("OrderPlaced", 1)],
+    )
+    .await
+    .expect("the writer still works");
+}
+
+/// When the log is full (its size limit here; a full disk behaves the same), appends racing for
+/// the last space either land whole or fail whole with ResourceExhausted: every acknowledged
+/// event is there, no refused one is, and after a restart with room the log goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_log_refuses_appends_whole_and_keeps_every_acknowledged_one() {
+    let limits = estore::Limits {
+        log_bytes_max: 512 * 1024,
+        ..estore::Limits::default()
+    };
+    let mut store = spawn_store_with(limits).await;
+    let prefix = unique_stream("full");
+    let mut tasks = Vec::new();
+    for writer in 0..16u64 {
+        let client = store.client.clone();
+        let stream = format!("{prefix}-{writer}");
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut refused = 0;
+            for i in 0..400u64 {
+                let sent = eventstore::EventData::json(
+                    "StockAdded",
+                    &serde_json::json!({"n": i, "pad": "z".repeat(2000)}),
+                )
+                .unwrap();
+                match append(&client, &stream, ExpectedRevision::Any, vec![sent]).await {
+                    Ok(result) => acked.push(result.next_expected_version),
+                    Err(Error::Grpc {
+                        code: tonic::Code::ResourceExhausted,
+                        ..
+                    }) => refused += 1,
+                    Err(other) => panic!("unexpected error: {other}"),
+                }
+                if refused >= 3 {
+                    break;
+                }
+            }
+            (stream, acked, refused)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(within("writer", task).await.unwrap());
+    }
+    assert!(
+        outcomes.iter().all(|(_, _, refused)| *refused > 0),
+        "every writer met the full log"
+    );
+    for (stream, acked, _) in &outcomes {
+        let stored = read_all_of(&store.client, stream)
+            .await
+            .map(|e| e.len())
+            .unwrap_or(0);
+        assert_eq!(
+            stored,
+            acked.len(),
+            "{stream}: exactly the acknowledged events"
+        );
+        assert_eq!(
+            acked,
+            &(0..acked.len() as u64).collect::<Vec<_>>(),
+            "{stream}: revisions without gaps"
+        );
+    }
+    let server = store.server.take().unwrap();
+    server.stop().await;
+    let roomy = estore::Settings::ephemeral(store.dir.path());
+    let restarted = estore::start(roomy).await.unwrap();
+    let client = client_for(&restarted);
+    for (stream, acked, _) in &outcomes {
+        let expected = match acked.last() {
+            Some(last) => ExpectedRevision::Exact(*last),
+            None => ExpectedRevision::NoStream,
+        };
+        append(&client, stream, expected, vec![event("StockAdded", 9)])
+            .await
+            .expect("room again");
+    }
+}

@@ -224,3 +224,23 @@ async fn a_long_read_is_streamed_across_pages_in_order() {
         (0..total).rev().collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_of_zero_events_returns_none() {
+    let store = spawn_store().await;
+    stream_of_ten(&store).await;
+    let events = collect(
+        store
+            .client
+            .read_all(
+                &ReadAllOptions::default()
+                    .position(StreamPosition::Start)
+                    .max_count(0),
+            )
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(events.is_empty());
+}

@@ -358,3 +358,76 @@ async fn stop_ends_even_with_an_open_subscription() {
     within("stop", server.stop()).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A commit too large for the live feed reaches subscribers from disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_too_large_for_the_live_feed_still_reaches_subscribers() {
+    let store = spawn_store().await;
+    let stream = unique_stream("large");
+    let mut subscription = store
+        .client
+        .subscribe_to_stream(
+            stream.as_str(),
+            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
+        )
+        .await;
+    assert!(until_caught_up(&mut subscription).await.is_empty());
+    let big = "b".repeat(estore::storage::LIVE_FEED_COMMIT_BYTES_MAX / 2 + 1);
+    let events = (0..3u64)
+        .map(|n| {
+            eventstore::EventData::json("StockAdded", &serde_json::json!({"n": n, "pad": big}))
+                .unwrap()
+        })
+        .collect();
+    append(&store.client, &stream, ExpectedRevision::NoStream, events)
+        .await
+        .unwrap();
+    append(
+        &store.client,
+        &stream,
+        ExpectedRevision::Exact(2),
+        vec![event("StockAdded", 3)],
+    )
+    .await
+    .unwrap();
+    for expected in 0..4 {
+        assert_eq!(n(&next_event(&mut subscription).await), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_all_subscription_from_the_end_position_sees_only_new_events() {
+    let store = spawn_store().await;
+    let stream = unique_stream("end");
+    append(
+        &store.client,
+        &stream,
+        ExpectedRevision::NoStream,
+        vec![event("OrderPlaced", 0)],
+    )
+    .await
+    .unwrap();
+    let filter = SubscriptionFilter::on_stream_name().add_prefix(&stream);
+    let end = Position {
+        commit: u64::MAX,
+        prepare: u64::MAX,
+    };
+    let mut subscription = store
+        .client
+        .subscribe_to_all(
+            &SubscribeToAllOptions::default()
+                .position(StreamPosition::Position(end))
+                .filter(filter),
+        )
+        .await;
+    assert!(until_caught_up(&mut subscription).await.is_empty());
+    append(
+        &store.client,
+        &stream,
+        ExpectedRevision::Exact(0),
+        vec![event("OrderPlaced", 1)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n(&next_event(&mut subscription).await), 1);
+}

@@ -18,17 +18,21 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+mod writer;
 
 use bytes::Bytes;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use uuid::Uuid;
 
-/// How many queued requests one group commit may take at most.
-pub const WRITE_BATCH_REQUESTS_MAX: usize = 512;
+use uuid::Uuid;
+use writer::{Heads, WriteRequest, Writer};
+pub use writer::{LIVE_FEED_COMMIT_BYTES_MAX, WRITE_BATCH_BYTES_MAX, WRITE_BATCH_REQUESTS_MAX};
+
 /// How many requests may wait for the writer before senders are made to wait (back-pressure).
 pub const WRITE_QUEUE_REQUESTS_MAX: usize = 4096;
+/// SQLite's page size (its default), in bytes.
+const PAGE_BYTES: u64 = 4096;
 /// WAL pages (4 KiB) after which the writer copies the WAL back into the database file.
 const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 /// Size the WAL file is truncated to after a checkpoint, in bytes.
@@ -81,6 +85,13 @@ pub struct NewEvent {
     pub data: Bytes,
 }
 
+impl NewEvent {
+    /// Bytes the event carries (data, custom metadata, type).
+    pub fn bytes(&self) -> usize {
+        self.data.len() + self.custom_metadata.len() + self.event_type.as_str().len()
+    }
+}
+
 /// An event as stored: its place in the stream (`revision`) and in the whole log (`position`).
 #[derive(Debug, Clone)]
 pub struct RecordedEvent {
@@ -102,6 +113,9 @@ pub struct Committed {
     pub events: Vec<Arc<RecordedEvent>>,
     /// Streams tombstoned in this commit: their subscribers must be told.
     pub tombstoned: Vec<String>,
+    /// The commit was too large for the feed: its events are left out and must be read from
+    /// disk (see `LIVE_FEED_COMMIT_BYTES_MAX`).
+    pub elided: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +128,9 @@ pub struct AppendOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("wrong expected version: expected {expected:?}, stream is at {current:?}")]
+    #[error("wrong expected version on {stream}: expected {expected:?}, stream is at {current:?}")]
     WrongExpectedVersion {
+        stream: String,
         expected: ExpectedRevision,
         current: Option<u64>,
     },
@@ -123,13 +138,18 @@ pub enum StoreError {
     StreamDeleted(String),
     #[error("storage failure: {0}")]
     Storage(String),
+    #[error("the event log is full (its size limit or the disk)")]
+    LogFull,
     #[error("the store is shutting down")]
     ShuttingDown,
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Storage(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::LogFull,
+            _ => StoreError::Storage(e.to_string()),
+        }
     }
 }
 
@@ -144,21 +164,6 @@ pub enum StreamPage {
 pub enum Direction {
     Forwards,
     Backwards,
-}
-
-enum WriteRequest {
-    Append {
-        stream: String,
-        expected: ExpectedRevision,
-        events: Vec<NewEvent>,
-        reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
-    },
-    Delete {
-        stream: String,
-        expected: ExpectedRevision,
-        tombstone: bool,
-        reply: oneshot::Sender<Result<Option<u64>, StoreError>>,
-    },
 }
 
 /// Handle to the log; cheap to clone.
@@ -204,12 +209,12 @@ CREATE TABLE IF NOT EXISTS streams (
 ) WITHOUT ROWID;
 ";
 
-const EVENT_COLUMNS: &str =
+pub(super) const EVENT_COLUMNS: &str =
     "position, stream, revision, event_id, event_type, content_type, created, custom_metadata, data";
 
 impl Store {
     /// Opens (or creates) the log under `data_dir` and starts its writer thread.
-    pub fn open(data_dir: &Path, live_feed_commits_max: usize) -> Result<Store, StoreError> {
+    pub fn open(data_dir: &Path, limits: &crate::Limits) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Storage(format!("cannot create {}: {e}", data_dir.display()))
         })?;
@@ -222,12 +227,18 @@ impl Store {
              PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_KEPT_BYTES};"
         ))?;
         conn.execute_batch(SCHEMA)?;
+        let pages_max = (limits.log_bytes_max / PAGE_BYTES).clamp(16, u64::from(u32::MAX - 1));
+        conn.query_row(
+            &format!("PRAGMA max_page_count={pages_max}"),
+            [],
+            |_| Ok(()),
+        )?;
         let last_position: u64 =
             conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
                 row.get::<_, i64>(0)
             })? as u64;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE_REQUESTS_MAX);
-        let (live, _) = broadcast::channel(live_feed_commits_max.max(1));
+        let (live, _) = broadcast::channel(limits.live_feed_commits_max.max(1));
         let last_position = Arc::new(AtomicU64::new(last_position));
         let commits = Arc::new(CommitCounters::default());
         let writer = Writer {
@@ -338,7 +349,7 @@ impl Store {
             };
             let mut statement = conn.prepare_cached(&sql)?;
             let rows = statement.query_map(params![from, count_max as i64], event_from_row)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(StoreError::from)
+            page_of(rows)
         })
         .await
     }
@@ -373,7 +384,7 @@ impl Store {
                         params![stream, from.min(i64::MAX as u64) as i64, count_max as i64],
                         event_from_row,
                     )?;
-                    rows.collect::<Result<Vec<_>, _>>()?
+                    page_of(rows)?
                 }
                 Direction::Backwards => {
                     let from = from.min(last);
@@ -384,7 +395,7 @@ impl Store {
                         params![stream, from as i64, head.truncate_before as i64, count_max as i64],
                         event_from_row,
                     )?;
-                    rows.collect::<Result<Vec<_>, _>>()?
+                    page_of(rows)?
                 }
             };
             Ok(StreamPage::Events(events))
@@ -425,6 +436,29 @@ impl Store {
     }
 }
 
+/// Event bytes one page holds at most (it always holds at least one event): with 1 MiB events a
+/// page of `count_max` events would otherwise be hundreds of megabytes.
+pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Collects rows into a page until the count (set by the query) or `PAGE_BYTES_MAX` is reached.
+/// A page may thus be shorter than asked although more events follow: readers go on until a
+/// page comes back empty.
+fn page_of(
+    rows: impl Iterator<Item = rusqlite::Result<RecordedEvent>>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let event = row?;
+        bytes += event.data.len() + event.custom_metadata.len();
+        page.push(event);
+        if bytes >= PAGE_BYTES_MAX {
+            break;
+        }
+    }
+    Ok(page)
+}
+
 fn poisoned() -> StoreError {
     StoreError::Storage("reader pool poisoned".into())
 }
@@ -462,22 +496,22 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct StreamHead {
-    last_revision: Option<u64>,
+pub(super) struct StreamHead {
+    pub last_revision: Option<u64>,
     /// Revisions below this were soft-deleted.
-    truncate_before: u64,
-    tombstoned: bool,
+    pub truncate_before: u64,
+    pub tombstoned: bool,
 }
 
 impl StreamHead {
     /// Last revision that a reader can see, `None` when the stream reads as not found.
-    fn visible_last(&self) -> Option<u64> {
+    pub fn visible_last(&self) -> Option<u64> {
         self.last_revision
             .filter(|last| *last >= self.truncate_before)
     }
 }
 
-fn stream_head(conn: &Connection, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+pub(super) fn stream_head(conn: &Connection, stream: &str) -> rusqlite::Result<Option<StreamHead>> {
     let last_revision: Option<i64> = conn
         .prepare_cached("SELECT MAX(revision) FROM events WHERE stream = ?1")?
         .query_row([stream], |row| row.get(0))?;
@@ -496,357 +530,4 @@ fn stream_head(conn: &Connection, stream: &str) -> Result<Option<StreamHead>, St
         truncate_before,
         tombstoned,
     }))
-}
-
-/// The writer's memory of stream heads, so an append to a known stream reads nothing from disk.
-/// Bounded: when full it starts over (a miss only costs two index lookups).
-struct Heads {
-    known: HashMap<String, Option<StreamHead>>,
-}
-
-/// Stream heads the writer remembers at most.
-const HEADS_CACHED_MAX: usize = 65_536;
-
-impl Heads {
-    fn get(&mut self, tx: &Connection, stream: &str) -> Result<Option<StreamHead>, StoreError> {
-        if let Some(head) = self.known.get(stream) {
-            return Ok(*head);
-        }
-        let head = stream_head(tx, stream)?;
-        self.set(stream, head);
-        Ok(head)
-    }
-
-    fn set(&mut self, stream: &str, head: Option<StreamHead>) {
-        if self.known.len() >= HEADS_CACHED_MAX && !self.known.contains_key(stream) {
-            self.known.clear();
-        }
-        self.known.insert(stream.to_string(), head);
-    }
-}
-
-fn now_ticks() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (since_epoch.as_nanos() / 100) as i64
-}
-
-/// Does the stream meet the expectation? A soft-deleted stream counts as absent.
-fn expectation_met(expected: ExpectedRevision, head: Option<&StreamHead>) -> bool {
-    let visible = head.and_then(StreamHead::visible_last);
-    match expected {
-        ExpectedRevision::Any => true,
-        ExpectedRevision::NoStream => visible.is_none(),
-        ExpectedRevision::StreamExists => visible.is_some(),
-        ExpectedRevision::Exact(revision) => head.and_then(|h| h.last_revision) == Some(revision),
-    }
-}
-
-struct Writer {
-    conn: Connection,
-    queue: mpsc::Receiver<WriteRequest>,
-    live: broadcast::Sender<Arc<Committed>>,
-    last_position: Arc<AtomicU64>,
-    commits: Arc<CommitCounters>,
-    next_position: u64,
-    heads: Heads,
-}
-
-/// An answer that may only be sent once the group's commit is durable.
-enum Reply {
-    Append(
-        oneshot::Sender<Result<AppendOutcome, StoreError>>,
-        Result<AppendOutcome, StoreError>,
-    ),
-    Delete(
-        oneshot::Sender<Result<Option<u64>, StoreError>>,
-        Result<Option<u64>, StoreError>,
-    ),
-}
-
-impl Writer {
-    fn run(mut self) {
-        while let Some(first) = self.queue.blocking_recv() {
-            let mut group = vec![first];
-            while group.len() < WRITE_BATCH_REQUESTS_MAX {
-                match self.queue.try_recv() {
-                    Ok(request) => group.push(request),
-                    Err(_) => break,
-                }
-            }
-            self.commit_group(group);
-        }
-    }
-
-    fn commit_group(&mut self, group: Vec<WriteRequest>) {
-        let start_position = self.next_position;
-        self.commits.commits.fetch_add(1, Ordering::Relaxed);
-        self.commits
-            .requests
-            .fetch_add(group.len() as u64, Ordering::Relaxed);
-        let mut committed = Committed::default();
-        let mut replies = Vec::with_capacity(group.len());
-        let outcome = (|| -> Result<(), StoreError> {
-            let tx = self.conn.transaction()?;
-            for request in group {
-                replies.push(apply(
-                    &tx,
-                    &mut self.heads,
-                    request,
-                    &mut self.next_position,
-                    &mut committed,
-                ));
-            }
-            tx.commit()?;
-            Ok(())
-        })();
-        match outcome {
-            Ok(()) => {
-                if !committed.events.is_empty() {
-                    self.last_position
-                        .store(self.next_position - 1, Ordering::Release);
-                }
-                let publish = !committed.events.is_empty() || !committed.tombstoned.is_empty();
-                for reply in replies {
-                    reply.send();
-                }
-                if publish {
-                    // No receiver is fine: nobody is subscribed.
-                    let _ = self.live.send(Arc::new(committed));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "group commit failed; every request in it is refused");
-                self.next_position = start_position;
-                // Heads may hold what was rolled back.
-                self.heads.known.clear();
-                for reply in replies {
-                    reply.fail(error.clone());
-                }
-            }
-        }
-    }
-}
-
-impl Reply {
-    fn send(self) {
-        match self {
-            Reply::Append(to, result) => drop(to.send(result)),
-            Reply::Delete(to, result) => drop(to.send(result)),
-        }
-    }
-
-    fn fail(self, error: StoreError) {
-        match self {
-            Reply::Append(to, _) => drop(to.send(Err(error))),
-            Reply::Delete(to, _) => drop(to.send(Err(error))),
-        }
-    }
-}
-
-fn apply(
-    tx: &Transaction<'_>,
-    heads: &mut Heads,
-    request: WriteRequest,
-    next_position: &mut u64,
-    committed: &mut Committed,
-) -> Reply {
-    match request {
-        WriteRequest::Append {
-            stream,
-            expected,
-            events,
-            reply,
-        } => {
-            let result = apply_append(
-                tx,
-                heads,
-                stream,
-                expected,
-                events,
-                next_position,
-                committed,
-            );
-            Reply::Append(reply, result)
-        }
-        WriteRequest::Delete {
-            stream,
-            expected,
-            tombstone,
-            reply,
-        } => {
-            let result = apply_delete(tx, heads, &stream, expected, tombstone, *next_position - 1);
-            if tombstone && result.is_ok() {
-                committed.tombstoned.push(stream);
-            }
-            Reply::Delete(reply, result)
-        }
-    }
-}
-
-fn apply_append(
-    tx: &Transaction<'_>,
-    heads: &mut Heads,
-    stream: String,
-    expected: ExpectedRevision,
-    events: Vec<NewEvent>,
-    next_position: &mut u64,
-    committed: &mut Committed,
-) -> Result<AppendOutcome, StoreError> {
-    let head = heads.get(tx, &stream)?;
-    if head.is_some_and(|h| h.tombstoned) {
-        return Err(StoreError::StreamDeleted(stream));
-    }
-    if let Some(done) = already_appended(tx, &stream, expected, head.as_ref(), &events)? {
-        return Ok(done);
-    }
-    if !expectation_met(expected, head.as_ref()) {
-        return Err(StoreError::WrongExpectedVersion {
-            expected,
-            current: head.and_then(|h| h.visible_last()),
-        });
-    }
-    let last_before = head.and_then(|h| h.last_revision);
-    if events.is_empty() {
-        return Ok(AppendOutcome {
-            current_revision: last_before,
-            position: None,
-        });
-    }
-    let created = now_ticks();
-    let shared_name = Text::new(stream.clone());
-    let mut revision = last_before.map_or(0, |r| r + 1);
-    let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    ))?;
-    for event in events {
-        let position = *next_position;
-        insert.execute(params![
-            position as i64,
-            stream,
-            revision as i64,
-            event.id.as_bytes().as_slice(),
-            event.event_type.as_str(),
-            event.content_type.as_str(),
-            created,
-            event.custom_metadata.as_ref(),
-            event.data.as_ref(),
-        ])?;
-        committed.events.push(Arc::new(RecordedEvent {
-            position,
-            stream: shared_name.clone(),
-            revision,
-            id: event.id,
-            event_type: event.event_type,
-            content_type: event.content_type,
-            created_ticks: created,
-            custom_metadata: event.custom_metadata,
-            data: event.data,
-        }));
-        *next_position += 1;
-        revision += 1;
-    }
-    let last = revision - 1;
-    let (truncate_before, tombstoned) =
-        head.map_or((0, false), |h| (h.truncate_before, h.tombstoned));
-    heads.set(
-        &stream,
-        Some(StreamHead {
-            last_revision: Some(last),
-            truncate_before,
-            tombstoned,
-        }),
-    );
-    Ok(AppendOutcome {
-        current_revision: Some(last),
-        position: Some(*next_position - 1),
-    })
-}
-
-/// Idempotent retries: when the events right after the expected revision carry the same ids as
-/// the proposed ones, the append already happened (a client retrying after a lost answer), so
-/// it succeeds again without writing twice.
-fn already_appended(
-    tx: &Transaction<'_>,
-    stream: &str,
-    expected: ExpectedRevision,
-    head: Option<&StreamHead>,
-    events: &[NewEvent],
-) -> Result<Option<AppendOutcome>, StoreError> {
-    let first_revision = match expected {
-        ExpectedRevision::Exact(revision) => revision + 1,
-        ExpectedRevision::NoStream => 0,
-        _ => return Ok(None),
-    };
-    let Some(last) = head.and_then(|h| h.last_revision) else {
-        return Ok(None);
-    };
-    if events.is_empty() || last < first_revision + events.len() as u64 - 1 {
-        return Ok(None);
-    }
-    let mut statement = tx.prepare_cached(
-        "SELECT event_id, position FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
-    )?;
-    let found: Vec<(Vec<u8>, i64)> = statement
-        .query_map(
-            params![stream, first_revision as i64, events.len() as i64],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?
-        .collect::<Result<_, _>>()?;
-    let same = found.len() == events.len()
-        && found
-            .iter()
-            .zip(events)
-            .all(|((id, _), event)| id.as_slice() == event.id.as_bytes());
-    Ok(same.then(|| AppendOutcome {
-        current_revision: Some(first_revision + events.len() as u64 - 1),
-        position: found.last().map(|(_, position)| *position as u64),
-    }))
-}
-
-fn apply_delete(
-    tx: &Transaction<'_>,
-    heads: &mut Heads,
-    stream: &str,
-    expected: ExpectedRevision,
-    tombstone: bool,
-    log_position: u64,
-) -> Result<Option<u64>, StoreError> {
-    let head = heads.get(tx, stream)?;
-    if head.is_some_and(|h| h.tombstoned) {
-        return Err(StoreError::StreamDeleted(stream.to_string()));
-    }
-    if !expectation_met(expected, head.as_ref()) {
-        return Err(StoreError::WrongExpectedVersion {
-            expected,
-            current: head.and_then(|h| h.visible_last()),
-        });
-    }
-    let last_revision = head.and_then(|h| h.last_revision);
-    let mut after = head.unwrap_or(StreamHead {
-        last_revision,
-        truncate_before: 0,
-        tombstoned: false,
-    });
-    if tombstone {
-        after.tombstoned = true;
-    } else if let Some(last) = last_revision {
-        after.truncate_before = last + 1;
-    } else {
-        // Soft-deleting a stream that has no events changes nothing.
-        return Ok((log_position > 0).then_some(log_position));
-    }
-    tx.prepare_cached(
-        "INSERT INTO streams (name, truncate_before, tombstoned) VALUES (?1, ?2, ?3)
-         ON CONFLICT (name) DO UPDATE SET truncate_before = excluded.truncate_before,
-                                          tombstoned = excluded.tombstoned",
-    )?
-    .execute(params![
-        stream,
-        after.truncate_before as i64,
-        after.tombstoned as i64
-    ])?;
-    heads.set(stream, Some(after));
-    Ok((log_position > 0).then_some(log_position))
 }
