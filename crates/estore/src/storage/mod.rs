@@ -14,7 +14,6 @@
 //!
 //! Reads run on pooled read-only connections (WAL readers never block the writer).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -248,9 +247,7 @@ impl Store {
             last_position: Arc::clone(&last_position),
             commits: Arc::clone(&commits),
             next_position: last_position.load(Ordering::Acquire) + 1,
-            heads: Heads {
-                known: HashMap::new(),
-            },
+            heads: Heads::new(),
         };
         std::thread::Builder::new()
             .name("estore-writer".into())

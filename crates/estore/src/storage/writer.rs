@@ -5,13 +5,14 @@
 //! I/O error…) aborts the whole group: nothing of it is committed, every request in it gets the
 //! error, and the writer re-reads its state from disk before the next group.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, Transaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
 
 use super::{
     stream_head, AppendOutcome, CommitCounters, Committed, ExpectedRevision, NewEvent,
@@ -250,7 +251,7 @@ impl Writer {
     /// After a failed group, nothing in memory can be trusted: re-read the log's end and forget
     /// cached stream heads.
     fn recover(&mut self) {
-        self.heads.known.clear();
+        self.heads.clear();
         match self
             .conn
             .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
@@ -281,28 +282,99 @@ impl Writer {
     }
 }
 
-/// The writer's memory of stream heads, so an append to a known stream reads nothing from disk.
-/// Bounded: when full it starts over (a miss only costs two index lookups).
+/// The writer's memory of streams: each one's head, so an append to a known stream reads
+/// nothing from disk, and the ids of its latest events, so a retried append is recognised
+/// without a query. Bounded: when full it starts over (a miss costs a few index lookups).
 pub(super) struct Heads {
-    pub known: HashMap<String, Option<StreamHead>>,
+    known: HashMap<String, Known>,
+}
+
+struct Known {
+    head: Option<StreamHead>,
+    /// (event id, revision) of the stream's last `IDEMPOTENCY_WINDOW_EVENTS` events, oldest first.
+    recent: VecDeque<(Uuid, u64)>,
 }
 
 impl Heads {
+    pub fn new() -> Heads {
+        Heads {
+            known: HashMap::new(),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.known.clear();
+    }
+
     fn get(&mut self, tx: &Connection, stream: &str) -> rusqlite::Result<Option<StreamHead>> {
-        if let Some(head) = self.known.get(stream) {
-            return Ok(*head);
+        if let Some(known) = self.known.get(stream) {
+            return Ok(known.head);
         }
         let head = stream_head(tx, stream)?;
-        self.set(stream, head);
+        let recent = match head.and_then(|h| h.last_revision) {
+            Some(last) => recent_ids(tx, stream, last)?,
+            None => VecDeque::new(),
+        };
+        self.remember(stream, Known { head, recent });
         Ok(head)
     }
 
-    fn set(&mut self, stream: &str, head: Option<StreamHead>) {
-        if self.known.len() >= HEADS_CACHED_MAX && !self.known.contains_key(stream) {
+    /// Revision of event `id` among the stream's latest events (call `get` first).
+    fn recent_revision_of(&self, stream: &str, id: Uuid) -> Option<u64> {
+        let known = self.known.get(stream)?;
+        known
+            .recent
+            .iter()
+            .find(|(recent, _)| *recent == id)
+            .map(|(_, revision)| *revision)
+    }
+
+    fn set_head(&mut self, stream: &str, head: StreamHead) {
+        match self.known.get_mut(stream) {
+            Some(known) => known.head = Some(head),
+            None => self.remember(
+                stream,
+                Known {
+                    head: Some(head),
+                    recent: VecDeque::new(),
+                },
+            ),
+        }
+    }
+
+    fn appended(&mut self, stream: &str, head: StreamHead, ids: impl Iterator<Item = (Uuid, u64)>) {
+        self.set_head(stream, head);
+        if let Some(known) = self.known.get_mut(stream) {
+            for id in ids {
+                if known.recent.len() as u64 >= IDEMPOTENCY_WINDOW_EVENTS {
+                    known.recent.pop_front();
+                }
+                known.recent.push_back(id);
+            }
+        }
+    }
+
+    fn remember(&mut self, stream: &str, known: Known) {
+        if self.known.len() >= HEADS_CACHED_MAX {
             self.known.clear();
         }
-        self.known.insert(stream.to_string(), head);
+        self.known.insert(stream.to_string(), known);
     }
+}
+
+fn recent_ids(tx: &Connection, stream: &str, last: u64) -> rusqlite::Result<VecDeque<(Uuid, u64)>> {
+    let from = last.saturating_sub(IDEMPOTENCY_WINDOW_EVENTS - 1);
+    let mut statement = tx.prepare_cached(
+        "SELECT event_id, revision FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision",
+    )?;
+    let rows = statement.query_map(params![stream, from as i64], |row| {
+        let id: Vec<u8> = row.get(0)?;
+        Ok((
+            Uuid::from_slice(&id).unwrap_or_default(),
+            row.get::<_, i64>(1)? as u64,
+        ))
+    })?;
+    rows.collect()
 }
 
 fn now_ticks() -> i64 {
@@ -351,7 +423,7 @@ fn append(
     if head.is_some_and(|h| h.tombstoned) {
         return Ok(Err(StoreError::StreamDeleted(stream)));
     }
-    if let Some(done) = already_appended(tx, &stream, expected, head.as_ref(), &events)? {
+    if let Some(done) = already_appended(tx, heads, &stream, expected, head.as_ref(), &events)? {
         return Ok(Ok(done));
     }
     if !expectation_met(expected, head.as_ref()) {
@@ -367,6 +439,7 @@ fn append(
     let created = now_ticks();
     let shared_name = Text::new(stream.clone());
     let mut revision = last_before.map_or(0, |r| r + 1);
+    let written_count = events.len();
     let mut insert = tx.prepare_cached(&format!(
         "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))?;
@@ -400,13 +473,17 @@ fn append(
     let last = revision - 1;
     let (truncate_before, tombstoned) =
         head.map_or((0, false), |h| (h.truncate_before, h.tombstoned));
-    heads.set(
+    let written = committed.events[committed.events.len() - written_count..]
+        .iter()
+        .map(|e| (e.id, e.revision));
+    heads.appended(
         &stream,
-        Some(StreamHead {
+        StreamHead {
             last_revision: Some(last),
             truncate_before,
             tombstoned,
-        }),
+        },
+        written,
     );
     Ok(Ok(AppendOutcome {
         current_revision: Some(last),
@@ -420,6 +497,7 @@ fn append(
 /// `IDEMPOTENCY_WINDOW_EVENTS`), the append already happened and succeeds again without writing.
 fn already_appended(
     tx: &Transaction<'_>,
+    heads: &Heads,
     stream: &str,
     expected: ExpectedRevision,
     head: Option<&StreamHead>,
@@ -438,19 +516,9 @@ fn already_appended(
         },
         ExpectedRevision::NoStream => head.truncate_before,
         ExpectedRevision::Any | ExpectedRevision::StreamExists => {
-            let window_start = last
-                .saturating_sub(IDEMPOTENCY_WINDOW_EVENTS - 1)
-                .max(head.truncate_before);
-            let found: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT revision FROM events WHERE stream = ?1 AND revision >= ?2 AND event_id = ?3",
-                )?
-                .query_row(params![stream, window_start as i64, first.id.as_bytes().as_slice()], |row| row.get(0))
-                .map(Some)
-                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
-            match found {
-                Some(revision) => revision as u64,
-                None => return Ok(None),
+            match heads.recent_revision_of(stream, first.id) {
+                Some(revision) if revision >= head.truncate_before => revision,
+                _ => return Ok(None),
             }
         }
     };
@@ -519,6 +587,6 @@ fn delete(
         after.truncate_before as i64,
         after.tombstoned as i64
     ])?;
-    heads.set(stream, Some(after));
+    heads.set_head(stream, after);
     Ok(Ok(position))
 }
