@@ -304,6 +304,79 @@ fn only(phase: &str) -> bool {
     std::env::var("BENCH_ONLY").is_ok_and(|v| v == phase)
 }
 
+/// CPU seconds used so far by this process (user + system).
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass and keeps no pointer.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// CPU seconds used so far by another process, from /proc (Linux).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / per_second
+}
+
+/// CPU per append, split between the client (this process) and the store running as the real
+/// `minimall estore` binary in its own process (`MINIMALL_BIN`, set by scripts/bench-estore).
+/// Returns (client µs, server µs, appends/s) per kind of appender.
+async fn cpu_split(binary: &str, dir: &Path) -> Vec<(&'static str, f64, f64, f64)> {
+    let mut child = std::process::Command::new(binary)
+        .args(["estore", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start minimall estore");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("listening line");
+    let url = line
+        .split_once('(')
+        .and_then(|(_, rest)| rest.trim_end().strip_suffix(')'))
+        .expect("url")
+        .to_string();
+    let client = Client::new(url.parse().expect("url")).expect("client");
+    append_one(&client, "warm-up", 0).await;
+    let batch = Arc::new(
+        client
+            .batch_append(&BatchAppendOptions::default())
+            .await
+            .expect("batch"),
+    );
+    let mut rows = Vec::new();
+    for (name, appender) in [
+        ("Append", Appender::Plain(Box::new(client.clone()))),
+        ("BatchAppend", Appender::Batch(batch)),
+    ] {
+        let (client_before, server_before) = (own_cpu_seconds(), process_cpu_seconds(child.id()));
+        let figures = writers(&appender, MANY_WRITERS, MANY_WRITERS_APPENDS_EACH).await;
+        let appends = (MANY_WRITERS * MANY_WRITERS_APPENDS_EACH) as f64;
+        let client_us = (own_cpu_seconds() - client_before) / appends * 1e6;
+        let server_us = (process_cpu_seconds(child.id()) - server_before) / appends * 1e6;
+        rows.push((name, client_us, server_us, figures.rate));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    rows
+}
+
 /// A store for one phase run alone; `BENCH_URL` points the client at a store in another
 /// process instead (to split CPU time by process).
 async fn phase_store() -> (tempfile::TempDir, estore::RunningStore, Client) {
@@ -416,6 +489,10 @@ async fn main() {
     let (replayed, replay) = replay_rate(&client).await;
     server.stop().await;
     let scan = storage_scan_rate(&data_dir).await;
+    let split = match std::env::var("MINIMALL_BIN") {
+        Ok(binary) => cpu_split(&binary, &root.join("split")).await,
+        Err(_) => Vec::new(),
+    };
     let _ = std::fs::remove_dir_all(root);
 
     let limit_many = raw_group.min(http);
@@ -450,4 +527,7 @@ async fn main() {
     println!(
         "| store: $all scan inside the server (storage only, no protocol) | {scan:.0} events/s | |"
     );
+    for (name, client_us, server_us, rate) in split {
+        println!("| CPU per append, {MANY_WRITERS} writers over {name}, store in its own process ({rate:.0} appends/s) | client {client_us:.1} µs, server {server_us:.1} µs | ceiling ≈ {:.0}/s on {cores} cores |", cores as f64 * 1e6 / (client_us + server_us));
+    }
 }
