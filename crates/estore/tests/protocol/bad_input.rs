@@ -369,3 +369,74 @@ async fn garbage_on_the_socket_does_not_hurt_the_server() {
     .await
     .expect("still serving");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistent_subscriptions_are_reported_as_unsupported() {
+    let store = spawn_store().await;
+    let result = store
+        .client
+        .create_persistent_subscription(
+            "some-stream",
+            "some-group",
+            &eventstore::PersistentSubscriptionOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(Error::UnsupportedFeature)),
+        "{result:?}"
+    );
+    // The store goes on serving.
+    append(
+        &store.client,
+        &unique_stream("after"),
+        ExpectedRevision::NoStream,
+        vec![event("OrderPlaced", 0)],
+    )
+    .await
+    .expect("append");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_answer_with_structured_ids_when_asked() {
+    use estore::proto::event_store::client::streams::read_resp;
+    use read_req::options as o;
+    let store = spawn_store().await;
+    let stream = unique_stream("ids");
+    let id = ::uuid::Uuid::new_v4();
+    append(
+        &store.client,
+        &stream,
+        ExpectedRevision::NoStream,
+        vec![event("OrderPlaced", 0).id(id)],
+    )
+    .await
+    .unwrap();
+    let mut client = raw(&store).await;
+    let request = read_request(read_req::Options {
+        stream_option: Some(o::StreamOption::Stream(o::StreamOptions {
+            stream_identifier: Some(StreamIdentifier {
+                stream_name: stream.as_bytes().to_vec().into(),
+            }),
+            revision_option: Some(o::stream_options::RevisionOption::Start(Empty {})),
+        })),
+        read_direction: 0,
+        resolve_links: false,
+        count_option: Some(o::CountOption::Count(1)),
+        filter_option: Some(o::FilterOption::NoFilter(Empty {})),
+        uuid_option: Some(o::UuidOption {
+            content: Some(o::uuid_option::Content::Structured(Empty {})),
+        }),
+        control_option: None,
+    });
+    let mut responses = client.read(request).await.unwrap().into_inner();
+    let first = responses.message().await.unwrap().expect("one event");
+    let Some(read_resp::Content::Event(event)) = first.content else {
+        panic!("an event, got {first:?}")
+    };
+    let (most, least) = id.as_u64_pair();
+    let expected = uuid::Value::Structured(estore::proto::event_store::client::uuid::Structured {
+        most_significant_bits: most as i64,
+        least_significant_bits: least as i64,
+    });
+    assert_eq!(event.event.unwrap().id.unwrap().value, Some(expected));
+}
