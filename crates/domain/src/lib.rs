@@ -1,0 +1,85 @@
+//! minimall's business rules, as pure functions of events: the Order, Payment, Product (catalogue
+//! and stock) and Delivery aggregates, each a decider —
+//! `decide(&State, Command) -> Result<Vec<Event>, Error>` and `evolve(State, &Event) -> State`.
+//!
+//! It owns: commands, events (type names of SPEC §4.2, never renamed), the rules that turn one
+//! into the other, and value types that can only hold valid values.
+//!
+//! It must not: do I/O, be async, or know about HTTP, the event store or the clock. Anything a
+//! decision needs from outside (a price, the current time, who acts) comes in the command.
+
+pub mod delivery;
+pub mod order;
+pub mod payment;
+pub mod product;
+pub mod status;
+pub mod values;
+
+pub use status::{CancelReason, OrderStatus};
+pub use values::{CustomerId, Money, OrderId, ProductId, ProductName, Quantity, ValueError};
+
+/// An aggregate as a decider: the state is a fold of its events.
+pub trait Decider {
+    type State: Default;
+    type Command;
+    type Event: Event;
+    type Error;
+
+    fn decide(state: &Self::State, command: Self::Command)
+        -> Result<Vec<Self::Event>, Self::Error>;
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+
+    /// The state after `events`, from the beginning.
+    fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self::State
+    where
+        Self::Event: 'a,
+    {
+        events
+            .into_iter()
+            .fold(Self::State::default(), Self::evolve)
+    }
+}
+
+/// The contract of a stored event: its type name and its JSON data.
+pub trait Event: Sized {
+    /// The event type as stored (SPEC §4.2).
+    fn event_type(&self) -> &'static str;
+    /// The event's data as stored: JSON carrying `orderId` and `orderStatus` where an order is
+    /// involved.
+    fn to_json(&self) -> serde_json::Value;
+    /// Reads a stored event back; `Ok(None)` for a type this aggregate does not know.
+    fn from_json(
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Result<Option<Self>, serde_json::Error>;
+}
+
+/// Implements [`Event`] for an enum whose variants are named after the event types and each
+/// wrap one serde data struct.
+macro_rules! event_contract {
+    ($enum:ident { $($variant:ident),+ $(,)? }) => {
+        impl $crate::Event for $enum {
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $($enum::$variant(_) => stringify!($variant),)+
+                }
+            }
+
+            fn to_json(&self) -> serde_json::Value {
+                let data = match self {
+                    $($enum::$variant(data) => serde_json::to_value(data),)+
+                };
+                // Plain data structs of strings, numbers and ids always serialize.
+                data.unwrap_or(serde_json::Value::Null)
+            }
+
+            fn from_json(event_type: &str, data: serde_json::Value) -> Result<Option<Self>, serde_json::Error> {
+                match event_type {
+                    $(stringify!($variant) => serde_json::from_value(data).map($enum::$variant).map(Some),)+
+                    _ => Ok(None),
+                }
+            }
+        }
+    };
+}
+pub(crate) use event_contract;

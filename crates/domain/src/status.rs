@@ -1,0 +1,22 @@
+//! The order's status as the customer sees it (SPEC §2), carried by every order-related event.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderStatus {
+    OrderPlaced,
+    AwaitingDeposit,
+    DepositConfirmed,
+    Preparing,
+    Shipping,
+    Closed,
+    Cancelled,
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CancelReason {
+    CustomerRequest,
+    OutOfStock,
+    DepositOverdue,
+}

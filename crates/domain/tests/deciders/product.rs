@@ -1,0 +1,147 @@
+use domain::product::*;
+use domain::{OrderId, OrderStatus, ProductName};
+
+use crate::helpers::*;
+
+fn registered() -> ProductEvent {
+    ProductEvent::ProductRegistered(ProductRegistered {
+        product_id: product_id(),
+        name: ProductName::parse("Green tea").unwrap(),
+        price: eur(1250),
+        at: at(0),
+    })
+}
+
+fn stock_added(units: i64, after: u32) -> ProductEvent {
+    ProductEvent::StockAdded(StockAdded {
+        product_id: product_id(),
+        quantity: qty(units),
+        stock_after: after,
+        at: at(1),
+    })
+}
+
+fn decreased(order: OrderId, units: i64, after: u32) -> ProductEvent {
+    ProductEvent::QtyDecreased(QtyDecreased {
+        product_id: product_id(),
+        order_id: order,
+        order_status: OrderStatus::Preparing,
+        quantity: qty(units),
+        stock_after: after,
+        at: at(2),
+    })
+}
+
+fn decrease(order: OrderId, units: i64) -> ProductCommand {
+    ProductCommand::DecreaseForOrder {
+        order_id: order,
+        quantity: qty(units),
+        at: at(2),
+    }
+}
+
+#[test]
+fn a_product_is_registered_then_stocked() {
+    let register = ProductCommand::Register {
+        product_id: product_id(),
+        name: ProductName::parse("Green tea").unwrap(),
+        price: eur(1250),
+        at: at(0),
+    };
+    given::<Product>(&[])
+        .when(register.clone())
+        .then(vec![registered()]);
+    given::<Product>(&[registered()])
+        .when(register)
+        .then_nothing();
+    given::<Product>(&[registered()])
+        .when(ProductCommand::AddStock {
+            quantity: qty(5),
+            at: at(1),
+        })
+        .then(vec![stock_added(5, 5)]);
+}
+
+#[test]
+fn stock_is_taken_for_an_order_once() {
+    given::<Product>(&[registered(), stock_added(5, 5)])
+        .when(decrease(order_id(), 2))
+        .then(vec![decreased(order_id(), 2, 3)]);
+    given::<Product>(&[registered(), stock_added(5, 5), decreased(order_id(), 2, 3)])
+        .when(decrease(order_id(), 2))
+        .then_nothing();
+}
+
+#[test]
+fn stock_that_cannot_cover_the_order_is_refused() {
+    given::<Product>(&[registered(), stock_added(1, 1)])
+        .when(decrease(order_id(), 2))
+        .then_err(ProductError::OutOfStock {
+            available: 1,
+            wanted: 2,
+        });
+}
+
+#[test]
+fn stock_taken_is_given_back_once_and_never_taken_again() {
+    let history = [registered(), stock_added(5, 5), decreased(order_id(), 2, 3)];
+    let increased = ProductEvent::QtyIncreased(QtyIncreased {
+        product_id: product_id(),
+        order_id: order_id(),
+        order_status: OrderStatus::Cancelled,
+        quantity: qty(2),
+        stock_after: 5,
+        at: at(4),
+    });
+    let give_back = || ProductCommand::IncreaseForOrder {
+        order_id: order_id(),
+        at: at(4),
+    };
+    given::<Product>(&history)
+        .when(give_back())
+        .then(vec![increased.clone()]);
+    let after = [
+        registered(),
+        stock_added(5, 5),
+        decreased(order_id(), 2, 3),
+        increased,
+    ];
+    given::<Product>(&after).when(give_back()).then_nothing();
+    given::<Product>(&after)
+        .when(decrease(order_id(), 2))
+        .then_err(ProductError::AlreadyGivenBack);
+}
+
+#[test]
+fn giving_back_what_was_never_taken_changes_nothing() {
+    given::<Product>(&[registered(), stock_added(5, 5)])
+        .when(ProductCommand::IncreaseForOrder {
+            order_id: order_id(),
+            at: at(4),
+        })
+        .then_nothing();
+}
+
+#[test]
+fn commands_on_an_unknown_product_are_refused() {
+    given::<Product>(&[])
+        .when(ProductCommand::AddStock {
+            quantity: qty(1),
+            at: at(1),
+        })
+        .then_err(ProductError::NotRegistered);
+    given::<Product>(&[])
+        .when(decrease(order_id(), 1))
+        .then_err(ProductError::NotRegistered);
+}
+
+#[test]
+fn stock_has_a_ceiling() {
+    let max = domain::values::STOCK_MAX;
+    given::<Product>(&[registered(), stock_added(i64::from(max), max)])
+        .when(ProductCommand::AddStock {
+            quantity: qty(1),
+            at: at(1),
+        })
+        .then_err(ProductError::StockFull);
+}
