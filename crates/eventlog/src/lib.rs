@@ -1,0 +1,281 @@
+//! The typed event-store layer between the pure domain and the event store: load an aggregate
+//! from its stream, decide, append the new events with the stream's expected revision, and on a
+//! conflict reload and decide again (a bounded number of times) — never overwrite.
+//!
+//! It owns: the event envelope (JSON data from the domain; metadata with `$correlationId`,
+//! `$causationId`, who acted and when) and the optimistic-concurrency loop.
+//!
+//! It must not: hold business rules (they are the domain's) or know HTTP. It talks to any
+//! EventStoreDB-protocol server through the official client, so it cannot tell the embedded store
+//! from a real node.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::{Decider, Event};
+use eventstore::{
+    AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, ReadStreamOptions,
+    StreamPosition,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Times a command is decided again after losing a race for the stream's revision.
+pub const CONFLICT_RETRIES_MAX: u32 = 32;
+/// Upper bound of the random pause before deciding again, in milliseconds.
+const CONFLICT_BACKOFF_MS_MAX: u64 = 5;
+/// Most events loaded for one aggregate: a stream longer than this is a design error here.
+pub const AGGREGATE_EVENTS_MAX: usize = 100_000;
+
+/// Who caused a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    pub kind: ActorKind,
+    /// The account name for a customer or the seller; the component's name for the system.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ActorKind {
+    Customer,
+    Seller,
+    System,
+}
+
+/// The metadata every event carries, after EventStoreDB conventions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The process the event belongs to: the order's id where an order is involved.
+    #[serde(rename = "$correlationId")]
+    pub correlation_id: Uuid,
+    /// The event or command that caused this one.
+    #[serde(rename = "$causationId")]
+    pub causation_id: Uuid,
+    pub actor: Actor,
+    pub at: DateTime<Utc>,
+    /// The request id the gateway gave the HTTP request, when there was one.
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none", default)]
+    pub request_id: Option<String>,
+}
+
+/// An event as read back, with where it is and why it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded<E> {
+    pub event: E,
+    pub id: Uuid,
+    pub metadata: Option<Metadata>,
+    pub revision: u64,
+    pub position: u64,
+}
+
+/// An aggregate's state and the revision it was read at (`None`: the stream does not exist).
+#[derive(Debug, Clone)]
+pub struct Loaded<S> {
+    pub state: S,
+    pub revision: Option<u64>,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed<E> {
+    /// The events appended; empty when the command changed nothing (e.g. a repeated command).
+    pub events: Vec<E>,
+    /// The stream's revision after the command (`None`: the stream still does not exist).
+    pub revision: Option<u64>,
+    /// The log position of the last event appended.
+    pub position: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot connect to the event store: {0}")]
+    Connect(String),
+    #[error("the event store failed: {0}")]
+    Store(#[from] eventstore::Error),
+    #[error("event {id} ({event_type}) on {stream} cannot be read: {reason}")]
+    Unreadable {
+        stream: String,
+        id: Uuid,
+        event_type: String,
+        reason: String,
+    },
+    #[error("stream {stream} holds more than {AGGREGATE_EVENTS_MAX} events")]
+    TooLong { stream: String },
+    #[error("an event cannot be encoded: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    /// The domain refused the command.
+    #[error("refused: {0}")]
+    Rejected(E),
+    /// Other writers kept winning the race for the stream; the caller may try again later.
+    #[error("the stream kept changing; gave up after {CONFLICT_RETRIES_MAX} tries")]
+    Conflict,
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// The event store, typed.
+#[derive(Clone)]
+pub struct EventLog {
+    client: Client,
+}
+
+impl EventLog {
+    /// `url` is an `esdb://` connection string (the embedded store's or a real node's).
+    pub fn connect(url: &str) -> Result<EventLog, LogError> {
+        let settings: ClientSettings =
+            url.parse().map_err(|e| LogError::Connect(format!("{e}")))?;
+        let client = Client::new(settings).map_err(|e| LogError::Connect(e.to_string()))?;
+        Ok(EventLog { client })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Reads a whole stream as the aggregate's events. Types the aggregate does not know (e.g.
+    /// system events) are skipped.
+    pub async fn read<E: Event>(&self, stream: &str) -> Result<Vec<Recorded<E>>, LogError> {
+        Ok(self.read_with_revision(stream).await?.0)
+    }
+
+    /// The stream's events and its revision (that of its last event, known type or not).
+    async fn read_with_revision<E: Event>(
+        &self,
+        stream: &str,
+    ) -> Result<(Vec<Recorded<E>>, Option<u64>), LogError> {
+        let options = ReadStreamOptions::default()
+            .position(StreamPosition::Start)
+            .forwards();
+        let mut reader = match self.client.read_stream(stream, &options).await {
+            Ok(reader) => reader,
+            Err(eventstore::Error::ResourceNotFound) => return Ok((Vec::new(), None)),
+            Err(e) => return Err(e.into()),
+        };
+        let mut events = Vec::new();
+        let mut revision = None;
+        loop {
+            let resolved = match reader.next().await {
+                Ok(Some(resolved)) => resolved,
+                Ok(None) | Err(eventstore::Error::ResourceNotFound) => {
+                    return Ok((events, revision))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if events.len() >= AGGREGATE_EVENTS_MAX {
+                return Err(LogError::TooLong {
+                    stream: stream.to_string(),
+                });
+            }
+            let recorded = resolved.get_original_event();
+            revision = Some(recorded.revision);
+            let unreadable = |reason: String| LogError::Unreadable {
+                stream: stream.to_string(),
+                id: recorded.id,
+                event_type: recorded.event_type.clone(),
+                reason,
+            };
+            let data: serde_json::Value =
+                serde_json::from_slice(&recorded.data).map_err(|e| unreadable(e.to_string()))?;
+            let Some(event) =
+                E::from_json(&recorded.event_type, data).map_err(|e| unreadable(e.to_string()))?
+            else {
+                continue;
+            };
+            let metadata = serde_json::from_slice(&recorded.custom_metadata).ok();
+            events.push(Recorded {
+                event,
+                id: recorded.id,
+                metadata,
+                revision: recorded.revision,
+                position: recorded.position.commit,
+            });
+        }
+    }
+
+    /// The aggregate's state and revision.
+    pub async fn load<D: Decider>(&self, stream: &str) -> Result<Loaded<D::State>, LogError> {
+        let (events, revision) = self.read_with_revision::<D::Event>(stream).await?;
+        let state = D::fold(events.iter().map(|r| &r.event));
+        Ok(Loaded { state, revision })
+    }
+
+    /// Loads the aggregate, decides the command, appends the events at the revision it was
+    /// loaded at; on a conflict, loads again and decides again (up to `CONFLICT_RETRIES_MAX`).
+    /// Each event gets the given metadata with its own id.
+    pub async fn execute<D>(
+        &self,
+        stream: &str,
+        command: D::Command,
+        metadata: &Metadata,
+    ) -> Result<Executed<D::Event>, ExecuteError<D::Error>>
+    where
+        D: Decider,
+        D::Command: Clone,
+        D::Event: Clone,
+    {
+        for attempt in 0..=CONFLICT_RETRIES_MAX {
+            let loaded = self.load::<D>(stream).await?;
+            let events =
+                D::decide(&loaded.state, command.clone()).map_err(ExecuteError::Rejected)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    events,
+                    revision: loaded.revision,
+                    position: None,
+                });
+            }
+            let expected = match loaded.revision {
+                Some(revision) => ExpectedRevision::Exact(revision),
+                None => ExpectedRevision::NoStream,
+            };
+            let proposed = events
+                .iter()
+                .map(|e| envelope(e, metadata))
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = AppendToStreamOptions::default().expected_revision(expected);
+            match self
+                .client
+                .append_to_stream(stream, &options, proposed)
+                .await
+            {
+                Ok(written) => {
+                    return Ok(Executed {
+                        events,
+                        revision: Some(written.next_expected_version),
+                        position: Some(written.position.commit),
+                    })
+                }
+                Err(eventstore::Error::WrongExpectedVersion { .. }) => {
+                    tracing::debug!(
+                        stream,
+                        attempt,
+                        "lost the race for the stream; deciding again"
+                    );
+                    tokio::time::sleep(jitter()).await;
+                }
+                Err(e) => return Err(ExecuteError::Log(e.into())),
+            }
+        }
+        Err(ExecuteError::Conflict)
+    }
+}
+
+/// A random pause, so racing writers do not retry in lockstep.
+fn jitter() -> Duration {
+    let spread = CONFLICT_BACKOFF_MS_MAX * 1000;
+    Duration::from_micros((Uuid::new_v4().as_u128() % u128::from(spread)) as u64)
+}
+
+fn envelope<E: Event>(event: &E, metadata: &Metadata) -> Result<EventData, LogError> {
+    let encode = |e: serde_json::Error| LogError::Encode(e.to_string());
+    let proposed = EventData::json(event.event_type(), &event.to_json())
+        .map_err(encode)?
+        .id(Uuid::new_v4());
+    proposed.metadata_as_json(metadata).map_err(encode)
+}

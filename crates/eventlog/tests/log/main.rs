@@ -1,0 +1,316 @@
+//! The typed layer against the real embedded store on 127.0.0.1, with races that really race.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use domain::order::{Order, OrderCommand, OrderEvent};
+use domain::payment::{Payment, PaymentCommand, PaymentError, PaymentEvent};
+use domain::product::{Product, ProductCommand, ProductError, ProductEvent, ProductState};
+use domain::{
+    CancelReason, CustomerId, Decider, Money, OrderId, OrderStatus, ProductId, ProductName,
+    Quantity,
+};
+use eventlog::{Actor, ActorKind, EventLog, ExecuteError, Metadata};
+use uuid::Uuid;
+
+struct Harness {
+    _server: estore::RunningStore,
+    _dir: tempfile::TempDir,
+    log: EventLog,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let server = estore::start(estore::Settings::ephemeral(dir.path()))
+        .await
+        .unwrap();
+    let log = EventLog::connect(&server.connection_string()).unwrap();
+    Harness {
+        _server: server,
+        _dir: dir,
+        log,
+    }
+}
+
+fn metadata(correlation: Uuid, kind: ActorKind, id: &str) -> Metadata {
+    Metadata {
+        correlation_id: correlation,
+        causation_id: Uuid::new_v4(),
+        actor: Actor {
+            kind,
+            id: id.into(),
+        },
+        at: Utc::now(),
+        request_id: Some("req-1".into()),
+    }
+}
+
+fn place(order_id: OrderId) -> OrderCommand {
+    OrderCommand::Place {
+        order_id,
+        customer_id: CustomerId::parse("alice").unwrap(),
+        // One product per order id, so a repeated placement is the same placement.
+        product_id: ProductId::from(order_id.as_uuid()),
+        quantity: Quantity::parse(2).unwrap(),
+        unit_price: Money::cents(1250).unwrap(),
+        at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_appends_its_events_with_data_and_metadata_and_a_repeat_appends_nothing() {
+    let h = harness().await;
+    let order_id = OrderId::new();
+    let stream = format!("order-{order_id}");
+    let meta = metadata(order_id.as_uuid(), ActorKind::Customer, "alice");
+    let first = h
+        .log
+        .execute::<Order>(&stream, place(order_id), &meta)
+        .await
+        .unwrap();
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.revision, Some(0));
+    let again = h
+        .log
+        .execute::<Order>(&stream, place(order_id), &meta)
+        .await
+        .unwrap();
+    assert!(
+        again.events.is_empty(),
+        "a repeated command appends nothing"
+    );
+    assert_eq!(again.revision, Some(0));
+
+    let stored = h.log.read::<OrderEvent>(&stream).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].metadata.as_ref(), Some(&meta));
+    let raw = h
+        .log
+        .client()
+        .read_stream(stream.as_str(), &Default::default())
+        .await
+        .unwrap()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let data: serde_json::Value = raw.get_original_event().as_json().unwrap();
+    assert_eq!(data["orderId"], order_id.to_string());
+    assert_eq!(data["orderStatus"], "OrderPlaced");
+    let metadata_json: serde_json::Value =
+        serde_json::from_slice(&raw.get_original_event().custom_metadata).unwrap();
+    assert_eq!(metadata_json["$correlationId"], order_id.to_string());
+    assert_eq!(metadata_json["$causationId"], meta.causation_id.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_are_the_domains_errors_and_write_nothing() {
+    let h = harness().await;
+    let stream = format!("order-{}", OrderId::new());
+    let meta = metadata(Uuid::new_v4(), ActorKind::Customer, "alice");
+    let receipt = OrderCommand::ConfirmReceipt {
+        customer_id: CustomerId::parse("alice").unwrap(),
+        at: Utc::now(),
+    };
+    let refused = h.log.execute::<Order>(&stream, receipt, &meta).await;
+    assert!(matches!(
+        refused,
+        Err(ExecuteError::Rejected(domain::order::OrderError::NotPlaced))
+    ));
+    assert!(h.log.read::<OrderEvent>(&stream).await.unwrap().is_empty());
+}
+
+/// 30 orders race for 20 units on one product stream: exactly 20 take one unit each, the rest
+/// are told the stock is out, and the stock ends at zero — never below.
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_orders_never_oversell_a_product() {
+    let h = harness().await;
+    let product_id = ProductId::new();
+    let stream = format!("product-{product_id}");
+    let seller = metadata(product_id.as_uuid(), ActorKind::Seller, "seller");
+    let register = ProductCommand::Register {
+        product_id,
+        name: ProductName::parse("Tea").unwrap(),
+        price: Money::cents(500).unwrap(),
+        at: Utc::now(),
+    };
+    h.log
+        .execute::<Product>(&stream, register, &seller)
+        .await
+        .unwrap();
+    let add = ProductCommand::AddStock {
+        quantity: Quantity::parse_stock(20).unwrap(),
+        at: Utc::now(),
+    };
+    h.log
+        .execute::<Product>(&stream, add, &seller)
+        .await
+        .unwrap();
+
+    let log = Arc::new(h.log.clone());
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let log = Arc::clone(&log);
+            let stream = stream.clone();
+            tokio::spawn(async move {
+                let order_id = OrderId::new();
+                let take = ProductCommand::DecreaseForOrder {
+                    order_id,
+                    quantity: Quantity::parse(1).unwrap(),
+                    at: Utc::now(),
+                };
+                log.execute::<Product>(
+                    &stream,
+                    take,
+                    &metadata(order_id.as_uuid(), ActorKind::System, "saga"),
+                )
+                .await
+            })
+        })
+        .collect();
+    let (mut taken, mut out_of_stock) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(executed) => {
+                assert_eq!(executed.events.len(), 1);
+                taken += 1;
+            }
+            Err(ExecuteError::Rejected(ProductError::OutOfStock { .. })) => out_of_stock += 1,
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!((taken, out_of_stock), (20, 10));
+    let ProductState::Registered(product) = h.log.load::<Product>(&stream).await.unwrap().state
+    else {
+        panic!("registered")
+    };
+    assert_eq!(product.stock, 0);
+    let decreases = h
+        .log
+        .read::<ProductEvent>(&stream)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(r.event, ProductEvent::QtyDecreased(_)))
+        .count();
+    assert_eq!(decreases, 20);
+}
+
+/// The customer's cancel and the seller's confirmation race on the payment: exactly one wins,
+/// every time.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_and_deposit_confirmation_race_with_exactly_one_winner() {
+    let h = harness().await;
+    let log = Arc::new(h.log.clone());
+    for _ in 0..50 {
+        let order_id = OrderId::new();
+        let stream = format!("payment-{order_id}");
+        let open = PaymentCommand::Open {
+            order_id,
+            amount: Money::cents(2500).unwrap(),
+            deposit_reference: "MM-1".into(),
+            account: "DE89".into(),
+            due_at: Utc::now() + chrono::Duration::days(3),
+            at: Utc::now(),
+        };
+        log.execute::<Payment>(
+            &stream,
+            open,
+            &metadata(order_id.as_uuid(), ActorKind::System, "saga"),
+        )
+        .await
+        .unwrap();
+        let cancel = {
+            let (log, stream) = (Arc::clone(&log), stream.clone());
+            tokio::spawn(async move {
+                log.execute::<Payment>(
+                    &stream,
+                    PaymentCommand::CancelByCustomer { at: Utc::now() },
+                    &metadata(order_id.as_uuid(), ActorKind::Customer, "alice"),
+                )
+                .await
+            })
+        };
+        let confirm = {
+            let (log, stream) = (Arc::clone(&log), stream.clone());
+            tokio::spawn(async move {
+                log.execute::<Payment>(
+                    &stream,
+                    PaymentCommand::ConfirmDeposit { at: Utc::now() },
+                    &metadata(order_id.as_uuid(), ActorKind::Seller, "seller"),
+                )
+                .await
+            })
+        };
+        let (cancel, confirm) = (cancel.await.unwrap(), confirm.await.unwrap());
+        let events: Vec<_> = log
+            .read::<PaymentEvent>(&stream)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
+        let cancelled = events.iter().any(|e| matches!(e, PaymentEvent::PayCanceled(c) if c.reason == CancelReason::CustomerRequest && c.order_status == OrderStatus::Cancelled));
+        let checked = events
+            .iter()
+            .any(|e| matches!(e, PaymentEvent::PayChecked(_)));
+        assert!(cancelled ^ checked, "exactly one wins: {events:?}");
+        if cancelled {
+            assert!(cancel.is_ok());
+            assert!(
+                matches!(
+                    confirm,
+                    Err(ExecuteError::Rejected(PaymentError::Cancelled))
+                ),
+                "{confirm:?}"
+            );
+        } else {
+            assert!(confirm.is_ok());
+            assert!(
+                matches!(
+                    cancel,
+                    Err(ExecuteError::Rejected(
+                        PaymentError::DepositAlreadyConfirmed
+                    ))
+                ),
+                "{cancel:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_of_other_types_on_a_stream_are_skipped_but_counted_for_the_revision() {
+    let h = harness().await;
+    let order_id = OrderId::new();
+    let stream = format!("order-{order_id}");
+    let meta = metadata(order_id.as_uuid(), ActorKind::Customer, "alice");
+    h.log
+        .execute::<Order>(&stream, place(order_id), &meta)
+        .await
+        .unwrap();
+    let foreign =
+        eventstore::EventData::json("SomethingElse", &serde_json::json!({"x": 1})).unwrap();
+    h.log
+        .client()
+        .append_to_stream(stream.as_str(), &Default::default(), foreign)
+        .await
+        .unwrap();
+    let shipped = h
+        .log
+        .execute::<Order>(&stream, OrderCommand::MarkShipped { at: Utc::now() }, &meta)
+        .await
+        .unwrap();
+    assert_eq!(shipped.revision, Some(2));
+    assert_eq!(
+        Order::fold(
+            h.log
+                .read::<OrderEvent>(&stream)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| &r.event)
+        ),
+        h.log.load::<Order>(&stream).await.unwrap().state
+    );
+}
