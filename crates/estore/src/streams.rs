@@ -47,31 +47,17 @@ impl StreamsService {
     }
 }
 
-/// The expected-revision oneof appears in four request types with the same four cases.
-fn expectation(
-    revision: Option<u64>,
-    no_stream: bool,
-    any: bool,
-    stream_exists: bool,
-) -> Result<ExpectedRevision, Status> {
-    match (revision, no_stream, any, stream_exists) {
-        (Some(revision), ..) => Ok(ExpectedRevision::Exact(revision)),
-        (None, true, ..) => Ok(ExpectedRevision::NoStream),
-        (None, _, true, _) => Ok(ExpectedRevision::Any),
-        (None, _, _, true) => Ok(ExpectedRevision::StreamExists),
-        _ => Err(invalid("expected stream revision is missing")),
-    }
-}
-
+/// The expected-revision oneof of Append and Delete (separate generated types with the same
+/// four cases) as the log's expectation.
 macro_rules! expected_of {
     ($oneof:path, $value:expr) => {{
         use $oneof as E;
         match $value {
-            Some(E::Revision(r)) => expectation(Some(r), false, false, false),
-            Some(E::NoStream(_)) => expectation(None, true, false, false),
-            Some(E::Any(_)) => expectation(None, false, true, false),
-            Some(E::StreamExists(_)) => expectation(None, false, false, true),
-            None => expectation(None, false, false, false),
+            Some(E::Revision(r)) => Ok(ExpectedRevision::Exact(r)),
+            Some(E::NoStream(_)) => Ok(ExpectedRevision::NoStream),
+            Some(E::Any(_)) => Ok(ExpectedRevision::Any),
+            Some(E::StreamExists(_)) => Ok(ExpectedRevision::StreamExists),
+            None => Err(invalid("expected stream revision is missing")),
         }
     }};
 }

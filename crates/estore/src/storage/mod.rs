@@ -3,8 +3,10 @@
 //! Why SQLite: it is the best-kept embedded storage engine there is, its WAL commit is an fsync'd
 //! append, and a crash at any instant leaves either the whole transaction or none of it, so no
 //! partial event can ever be read back. A hand-made segment file would need its own checksums,
-//! torn-write recovery and index; the benchmark (`scripts/bench-estore`) shows SQLite's group
-//! commit already sits close to this machine's raw fsync limit, so there is nothing to win.
+//! torn-write recovery and index. The benchmark (`scripts/bench-estore`) shows appends are
+//! CPU-bound (gRPC and the WAL pages of the per-stream index), not fsync-bound: groups average
+//! 15-30 appends per fsync, so a hand-made format would not win there; a cheaper stream index
+//! might (see docs/benchmarks.md).
 //!
 //! Writes: every append or delete is a request on a bounded queue to the single writer thread.
 //! The writer takes everything queued (up to `WRITE_BATCH_REQUESTS_MAX`), applies it in one
