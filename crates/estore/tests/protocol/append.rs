@@ -326,15 +326,7 @@ async fn a_retried_any_append_is_recognised_among_the_latest_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_absurd_expected_revision_is_a_wrong_expected_version_not_a_crash() {
     let store = spawn_store().await;
-    let stream = unique_stream("order");
-    append(
-        &store.client,
-        &stream,
-        ExpectedRevision::NoStream,
-        vec![event("OrderPlaced", 0)],
-    )
-    .await
-    .unwrap();
+    let stream = stream_with(&store, "order", 0..1).await;
     let absurd = append(
         &store.client,
         &stream,

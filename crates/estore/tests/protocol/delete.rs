@@ -5,15 +5,7 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn a_soft_deleted_stream_reads_as_missing_and_can_be_written_again() {
     let store = spawn_store().await;
-    let stream = unique_stream("order");
-    append(
-        &store.client,
-        &stream,
-        ExpectedRevision::NoStream,
-        (0..3).map(|n| event("OrderPlaced", n)).collect(),
-    )
-    .await
-    .unwrap();
+    let stream = stream_with(&store, "order", 0..3).await;
     let position = store
         .client
         .delete_stream(
@@ -47,15 +39,7 @@ async fn a_soft_deleted_stream_reads_as_missing_and_can_be_written_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_with_a_wrong_expected_revision_is_refused_and_deletes_nothing() {
     let store = spawn_store().await;
-    let stream = unique_stream("order");
-    append(
-        &store.client,
-        &stream,
-        ExpectedRevision::NoStream,
-        vec![event("OrderPlaced", 0)],
-    )
-    .await
-    .unwrap();
+    let stream = stream_with(&store, "order", 0..1).await;
     let refused = store
         .client
         .delete_stream(
@@ -87,15 +71,7 @@ async fn delete_with_a_wrong_expected_revision_is_refused_and_deletes_nothing() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tombstoned_stream_refuses_reads_writes_and_deletes() {
     let store = spawn_store().await;
-    let stream = unique_stream("order");
-    append(
-        &store.client,
-        &stream,
-        ExpectedRevision::NoStream,
-        vec![event("OrderPlaced", 0)],
-    )
-    .await
-    .unwrap();
+    let stream = stream_with(&store, "order", 0..1).await;
     store
         .client
         .tombstone_stream(stream.as_str(), &TombstoneStreamOptions::default())

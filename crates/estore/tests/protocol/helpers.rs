@@ -53,6 +53,16 @@ pub fn unique_stream(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A new stream holding `OrderPlaced` events numbered `numbers` (written with NoStream).
+pub async fn stream_with(store: &TestStore, prefix: &str, numbers: std::ops::Range<u64>) -> String {
+    let stream = unique_stream(prefix);
+    let events = numbers.map(|n| event("OrderPlaced", n)).collect();
+    append(&store.client, &stream, ExpectedRevision::NoStream, events)
+        .await
+        .expect("a new stream");
+    stream
+}
+
 pub async fn append(
     client: &Client,
     stream: &str,

@@ -14,23 +14,10 @@ async fn collect(
     Ok(events)
 }
 
-async fn stream_of_ten(store: &TestStore) -> String {
-    let stream = unique_stream("order");
-    append(
-        &store.client,
-        &stream,
-        ExpectedRevision::NoStream,
-        (0..10).map(|n| event("OrderPlaced", n)).collect(),
-    )
-    .await
-    .expect("append");
-    stream
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_reads_go_both_ways_from_start_end_or_a_revision() {
     let store = spawn_store().await;
-    let stream = stream_of_ten(&store).await;
+    let stream = stream_with(&store, "order", 0..10).await;
     let read = |options: ReadStreamOptions| {
         let client = store.client.clone();
         let stream = stream.clone();
@@ -133,7 +120,7 @@ fn chrono_now_seconds() -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn all_reads_go_both_ways_from_start_end_or_a_position() {
     let store = spawn_store().await;
-    let stream = stream_of_ten(&store).await;
+    let stream = stream_with(&store, "order", 0..10).await;
     let all = |options: ReadAllOptions| {
         let client = store.client.clone();
         async move {
@@ -228,7 +215,7 @@ async fn a_long_read_is_streamed_across_pages_in_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_of_zero_events_returns_none() {
     let store = spawn_store().await;
-    stream_of_ten(&store).await;
+    stream_with(&store, "order", 0..10).await;
     let events = collect(
         store
             .client

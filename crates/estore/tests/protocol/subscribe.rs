@@ -38,15 +38,7 @@ fn n(event: &eventstore::ResolvedEvent) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_subscription_moves_from_history_to_live() {
     let store = spawn_store().await;
-    let stream = unique_stream("order");
-    append(
-        &store.client,
-        &stream,
-        ExpectedRevision::NoStream,
-        (0..5).map(|n| event("OrderPlaced", n)).collect(),
-    )
-    .await
-    .unwrap();
+    let stream = stream_with(&store, "order", 0..5).await;
     let mut subscription = store
         .client
         .subscribe_to_stream(
@@ -72,15 +64,7 @@ async fn a_stream_subscription_moves_from_history_to_live() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscription_from_a_revision_starts_after_it() {
     let store = spawn_store().await;
-    let stream = unique_stream("order");
-    append(
-        &store.client,
-        &stream,
-        ExpectedRevision::NoStream,
-        (0..5).map(|n| event("OrderPlaced", n)).collect(),
-    )
-    .await
-    .unwrap();
+    let stream = stream_with(&store, "order", 0..5).await;
     let mut subscription = store
         .client
         .subscribe_to_stream(
@@ -398,15 +382,7 @@ async fn a_commit_too_large_for_the_live_feed_still_reaches_subscribers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_all_subscription_from_the_end_position_sees_only_new_events() {
     let store = spawn_store().await;
-    let stream = unique_stream("end");
-    append(
-        &store.client,
-        &stream,
-        ExpectedRevision::NoStream,
-        vec![event("OrderPlaced", 0)],
-    )
-    .await
-    .unwrap();
+    let stream = stream_with(&store, "end", 0..1).await;
     let filter = SubscriptionFilter::on_stream_name().add_prefix(&stream);
     let end = Position {
         commit: u64::MAX,
