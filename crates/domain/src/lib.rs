@@ -8,10 +8,12 @@
 //! It must not: do I/O, be async, or know about HTTP, the event store or the clock. Anything a
 //! decision needs from outside (a price, the current time, who acts) comes in the command.
 
+pub mod catalogue;
 pub mod delivery;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod saga;
 pub mod status;
 pub mod values;
 

@@ -26,10 +26,16 @@ pub enum PaymentCommand {
     },
     /// The seller saw the money arrive.
     ConfirmDeposit { at: DateTime<Utc> },
-    /// The customer changed their mind: allowed only while the deposit is not confirmed.
-    CancelByCustomer { at: DateTime<Utc> },
-    /// The order cannot go on (out of stock): cancelled, with a refund if money was received.
+    /// The customer changed their mind: allowed only while the deposit is not confirmed. Allowed
+    /// before the payment was opened too: it then can never be opened (nor confirmed).
+    CancelByCustomer {
+        order_id: OrderId,
+        at: DateTime<Utc>,
+    },
+    /// The order cannot go on (out of stock, delivery impossible): cancelled, with a refund if
+    /// money was received.
     CancelForOrder {
+        order_id: OrderId,
         reason: CancelReason,
         at: DateTime<Utc>,
     },
@@ -97,8 +103,9 @@ pub enum PaymentState {
     NotOpened,
     AwaitingDeposit(Opened),
     DepositConfirmed(Opened),
+    /// `opened` is `None` when the payment was cancelled before it was opened.
     Cancelled {
-        opened: Opened,
+        opened: Option<Opened>,
         refund: bool,
     },
 }
@@ -130,9 +137,9 @@ impl Decider for Payment {
         command: PaymentCommand,
     ) -> Result<Vec<PaymentEvent>, PaymentError> {
         use PaymentState as S;
-        let cancel = |o: &Opened, reason, refund, at| {
+        let cancel = |order_id, reason, refund, at| {
             Ok(vec![PaymentEvent::PayCanceled(PayCanceled {
-                order_id: o.order_id,
+                order_id,
                 order_status: OrderStatus::Cancelled,
                 reason,
                 refund,
@@ -164,10 +171,26 @@ impl Decider for Payment {
                     order_id, amount, ..
                 },
                 state,
-            ) => match state.opened() {
-                Some(o) if o.order_id == order_id && o.amount == amount => Ok(vec![]),
-                _ => Err(PaymentError::AlreadyOpenedDifferently),
+            ) => match state {
+                S::Cancelled { .. } => Err(PaymentError::Cancelled),
+                _ => match state.opened() {
+                    Some(o) if o.order_id == order_id && o.amount == amount => Ok(vec![]),
+                    _ => Err(PaymentError::AlreadyOpenedDifferently),
+                },
             },
+            // Cancelling before the payment is opened closes it for good: a confirmation can
+            // then never win against the cancel, whichever the saga does first.
+            (PaymentCommand::CancelByCustomer { order_id, at }, S::NotOpened) => {
+                cancel(order_id, CancelReason::CustomerRequest, false, at)
+            }
+            (
+                PaymentCommand::CancelForOrder {
+                    order_id,
+                    reason,
+                    at,
+                },
+                S::NotOpened,
+            ) => cancel(order_id, reason, false, at),
             (_, S::NotOpened) => Err(PaymentError::NotOpened),
 
             (PaymentCommand::ConfirmDeposit { at }, S::AwaitingDeposit(o)) => {
@@ -183,19 +206,19 @@ impl Decider for Payment {
                 Err(PaymentError::Cancelled)
             }
 
-            (PaymentCommand::CancelByCustomer { at }, S::AwaitingDeposit(o)) => {
-                cancel(o, CancelReason::CustomerRequest, false, at)
+            (PaymentCommand::CancelByCustomer { at, .. }, S::AwaitingDeposit(o)) => {
+                cancel(o.order_id, CancelReason::CustomerRequest, false, at)
             }
             (PaymentCommand::CancelByCustomer { .. }, S::DepositConfirmed(_)) => {
                 Err(PaymentError::DepositAlreadyConfirmed)
             }
             (PaymentCommand::CancelByCustomer { .. }, S::Cancelled { .. }) => Ok(vec![]),
 
-            (PaymentCommand::CancelForOrder { reason, at }, S::AwaitingDeposit(o)) => {
-                cancel(o, reason, false, at)
+            (PaymentCommand::CancelForOrder { reason, at, .. }, S::AwaitingDeposit(o)) => {
+                cancel(o.order_id, reason, false, at)
             }
-            (PaymentCommand::CancelForOrder { reason, at }, S::DepositConfirmed(o)) => {
-                cancel(o, reason, true, at)
+            (PaymentCommand::CancelForOrder { reason, at, .. }, S::DepositConfirmed(o)) => {
+                cancel(o.order_id, reason, true, at)
             }
             (PaymentCommand::CancelForOrder { .. }, S::Cancelled { .. }) => Ok(vec![]),
 
@@ -203,7 +226,7 @@ impl Decider for Payment {
                 if now < o.due_at {
                     return Err(PaymentError::NotDueYet);
                 }
-                cancel(o, CancelReason::DepositOverdue, false, now)
+                cancel(o.order_id, CancelReason::DepositOverdue, false, now)
             }
             (PaymentCommand::Expire { .. }, S::DepositConfirmed(_)) => {
                 Err(PaymentError::DepositAlreadyConfirmed)
@@ -230,7 +253,11 @@ impl Decider for Payment {
                 PaymentState::AwaitingDeposit(opened) | PaymentState::DepositConfirmed(opened),
                 PaymentEvent::PayCanceled(e),
             ) => PaymentState::Cancelled {
-                opened,
+                opened: Some(opened),
+                refund: e.refund,
+            },
+            (PaymentState::NotOpened, PaymentEvent::PayCanceled(e)) => PaymentState::Cancelled {
+                opened: None,
                 refund: e.refund,
             },
             (state, _) => state,
@@ -243,7 +270,7 @@ impl PaymentState {
         match self {
             PaymentState::NotOpened => None,
             PaymentState::AwaitingDeposit(o) | PaymentState::DepositConfirmed(o) => Some(o),
-            PaymentState::Cancelled { opened, .. } => Some(opened),
+            PaymentState::Cancelled { opened, .. } => opened.as_ref(),
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum ProductCommand {
         product_id: ProductId,
         name: ProductName,
         price: Money,
+        /// Units in stock from the start (recorded as `StockAdded` in the same append).
+        initial_stock: Option<Quantity>,
         at: DateTime<Utc>,
     },
     AddStock {
@@ -144,16 +146,26 @@ impl Decider for Product {
                     product_id,
                     name,
                     price,
+                    initial_stock,
                     at,
                 },
                 ProductState::NotRegistered,
             ) => {
-                return Ok(vec![ProductEvent::ProductRegistered(ProductRegistered {
+                let registered = ProductEvent::ProductRegistered(ProductRegistered {
                     product_id: *product_id,
                     name: name.clone(),
                     price: *price,
                     at: *at,
-                })]);
+                });
+                let stocked = initial_stock.map(|quantity| {
+                    ProductEvent::StockAdded(StockAdded {
+                        product_id: *product_id,
+                        quantity,
+                        stock_after: quantity.units(),
+                        at: *at,
+                    })
+                });
+                return Ok(std::iter::once(registered).chain(stocked).collect());
             }
             (_, ProductState::NotRegistered) => return Err(ProductError::NotRegistered),
             (_, ProductState::Registered(r)) => r,

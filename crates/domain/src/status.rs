@@ -19,4 +19,7 @@ pub enum CancelReason {
     CustomerRequest,
     OutOfStock,
     DepositOverdue,
+    /// The parcel could not be sent after the stock was taken: the stock goes back and the
+    /// money is refunded.
+    DeliveryFailed,
 }

@@ -7,4 +7,5 @@ mod helpers;
 mod order;
 mod payment;
 mod product;
+mod saga;
 mod stock_properties;

@@ -74,14 +74,20 @@ fn a_deposit_cannot_be_confirmed_without_a_payment_or_after_a_cancel() {
 #[test]
 fn the_customer_cancels_before_the_deposit_is_confirmed() {
     given::<Payment>(&[placed()])
-        .when(PaymentCommand::CancelByCustomer { at: at(5) })
+        .when(PaymentCommand::CancelByCustomer {
+            order_id: order_id(),
+            at: at(5),
+        })
         .then(vec![canceled(CancelReason::CustomerRequest, false, 5)]);
 }
 
 #[test]
 fn cancel_is_refused_after_deposit_confirmed() {
     given::<Payment>(&[placed(), checked()])
-        .when(PaymentCommand::CancelByCustomer { at: at(12) })
+        .when(PaymentCommand::CancelByCustomer {
+            order_id: order_id(),
+            at: at(12),
+        })
         .then_err(PaymentError::DepositAlreadyConfirmed);
 }
 
@@ -89,6 +95,7 @@ fn cancel_is_refused_after_deposit_confirmed() {
 fn out_of_stock_after_the_deposit_cancels_with_a_refund() {
     given::<Payment>(&[placed(), checked()])
         .when(PaymentCommand::CancelForOrder {
+            order_id: order_id(),
             reason: CancelReason::OutOfStock,
             at: at(12),
         })
@@ -99,6 +106,7 @@ fn out_of_stock_after_the_deposit_cancels_with_a_refund() {
         canceled(CancelReason::OutOfStock, true, 12),
     ])
     .when(PaymentCommand::CancelForOrder {
+        order_id: order_id(),
         reason: CancelReason::OutOfStock,
         at: at(13),
     })
@@ -116,4 +124,21 @@ fn an_overdue_deposit_cancels_the_payment_only_once_due() {
     given::<Payment>(&[placed(), checked()])
         .when(PaymentCommand::Expire { now: at(40) })
         .then_err(PaymentError::DepositAlreadyConfirmed);
+}
+
+#[test]
+fn a_cancel_before_the_payment_opens_keeps_it_from_ever_opening() {
+    let cancelled = canceled(CancelReason::CustomerRequest, false, 0);
+    given::<Payment>(&[])
+        .when(PaymentCommand::CancelByCustomer {
+            order_id: order_id(),
+            at: at(0),
+        })
+        .then(vec![cancelled.clone()]);
+    given::<Payment>(&[cancelled.clone()])
+        .when(open())
+        .then_err(PaymentError::Cancelled);
+    given::<Payment>(&[cancelled])
+        .when(PaymentCommand::ConfirmDeposit { at: at(10) })
+        .then_err(PaymentError::Cancelled);
 }

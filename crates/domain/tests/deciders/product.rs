@@ -46,6 +46,7 @@ fn a_product_is_registered_then_stocked() {
         product_id: product_id(),
         name: ProductName::parse("Green tea").unwrap(),
         price: eur(1250),
+        initial_stock: None,
         at: at(0),
     };
     given::<Product>(&[])
@@ -144,4 +145,26 @@ fn stock_has_a_ceiling() {
             at: at(1),
         })
         .then_err(ProductError::StockFull);
+}
+
+#[test]
+fn a_product_registered_with_stock_records_both_at_once() {
+    let register = ProductCommand::Register {
+        product_id: product_id(),
+        name: ProductName::parse("Green tea").unwrap(),
+        price: eur(1250),
+        initial_stock: Some(qty(5)),
+        at: at(0),
+    };
+    let mut stocked = stock_added(5, 5);
+    if let ProductEvent::StockAdded(e) = &mut stocked {
+        e.at = at(0);
+    }
+    given::<Product>(&[])
+        .when(register.clone())
+        .then(vec![registered(), stocked.clone()]);
+    // Registering again (a retried seed) adds no stock.
+    given::<Product>(&[registered(), stocked])
+        .when(register)
+        .then_nothing();
 }

@@ -26,7 +26,7 @@ proptest! {
     #[test]
     fn stock_is_never_negative_nor_oversold(ops in prop::collection::vec(op(), 1..80)) {
         let orders: Vec<OrderId> = (0..12).map(|_| OrderId::new()).collect();
-        let register = ProductCommand::Register { product_id: product_id(), name: ProductName::parse("Tea").unwrap(), price: eur(100), at: at(0) };
+        let register = ProductCommand::Register { product_id: product_id(), name: ProductName::parse("Tea").unwrap(), price: eur(100), initial_stock: None, at: at(0) };
         let mut history: Vec<ProductEvent> = Product::decide(&ProductState::default(), register).unwrap();
         let (mut added, mut taken, mut returned) = (0i64, 0i64, 0i64);
         for op in ops {

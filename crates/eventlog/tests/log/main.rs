@@ -132,6 +132,7 @@ async fn racing_orders_never_oversell_a_product() {
         product_id,
         name: ProductName::parse("Tea").unwrap(),
         price: Money::cents(500).unwrap(),
+        initial_stock: None,
         at: Utc::now(),
     };
     h.log
@@ -225,7 +226,10 @@ async fn cancel_and_deposit_confirmation_race_with_exactly_one_winner() {
             tokio::spawn(async move {
                 log.execute::<Payment>(
                     &stream,
-                    PaymentCommand::CancelByCustomer { at: Utc::now() },
+                    PaymentCommand::CancelByCustomer {
+                        order_id,
+                        at: Utc::now(),
+                    },
                     &metadata(order_id.as_uuid(), ActorKind::Customer, "alice"),
                 )
                 .await
