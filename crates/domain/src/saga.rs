@@ -297,7 +297,7 @@ fn step(order: &OrderFacts, order_status: OrderStatus) -> Step {
 /// Cancels the payment (with a refund when money was received — the payment knows) and the
 /// order, and gives the stock back when some may have been taken.
 fn compensate(order: &OrderFacts, reason: CancelReason, stock_returned: bool) -> Reaction {
-    let give_back = stock_returned.then(|| Action::GiveStockBack {
+    let give_back = stock_returned.then_some(Action::GiveStockBack {
         product_id: order.product_id,
         order_id: order.order_id,
     });

@@ -9,13 +9,15 @@
 //! EventStoreDB-protocol server through the official client, so it cannot tell the embedded store
 //! from a real node.
 
+pub mod catalogue;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::{Decider, Event};
 use eventstore::{
-    AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, ReadStreamOptions,
-    StreamPosition,
+    AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, Position,
+    ReadStreamOptions, StreamPosition, SubscribeToAllOptions, SubscriptionFilter,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -223,35 +225,18 @@ impl EventLog {
             let loaded = self.load::<D>(stream).await?;
             let events =
                 D::decide(&loaded.state, command.clone()).map_err(ExecuteError::Rejected)?;
-            if events.is_empty() {
-                return Ok(Executed {
-                    events,
-                    revision: loaded.revision,
-                    position: None,
-                });
-            }
-            let expected = match loaded.revision {
-                Some(revision) => ExpectedRevision::Exact(revision),
-                None => ExpectedRevision::NoStream,
-            };
-            let proposed = events
-                .iter()
-                .map(|e| envelope(e, metadata))
-                .collect::<Result<Vec<_>, _>>()?;
-            let options = AppendToStreamOptions::default().expected_revision(expected);
             match self
-                .client
-                .append_to_stream(stream, &options, proposed)
-                .await
+                .append(stream, loaded.revision, &events, metadata)
+                .await?
             {
-                Ok(written) => {
+                Appended::Written { revision, position } => {
                     return Ok(Executed {
                         events,
-                        revision: Some(written.next_expected_version),
-                        position: Some(written.position.commit),
+                        revision,
+                        position,
                     })
                 }
-                Err(eventstore::Error::WrongExpectedVersion { .. }) => {
+                Appended::Conflict => {
                     tracing::debug!(
                         stream,
                         attempt,
@@ -259,10 +244,212 @@ impl EventLog {
                     );
                     tokio::time::sleep(jitter()).await;
                 }
-                Err(e) => return Err(ExecuteError::Log(e.into())),
             }
         }
         Err(ExecuteError::Conflict)
+    }
+
+    /// Appends `events` if the stream is still at `expected` (`None`: it must not exist).
+    /// Nothing to append is a success that writes nothing.
+    pub async fn append<E: Event>(
+        &self,
+        stream: &str,
+        expected: Option<u64>,
+        events: &[E],
+        metadata: &Metadata,
+    ) -> Result<Appended, LogError> {
+        if events.is_empty() {
+            return Ok(Appended::Written {
+                revision: expected,
+                position: None,
+            });
+        }
+        let expected_revision = match expected {
+            Some(revision) => ExpectedRevision::Exact(revision),
+            None => ExpectedRevision::NoStream,
+        };
+        let proposed = events
+            .iter()
+            .map(|e| envelope(e, metadata))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = AppendToStreamOptions::default().expected_revision(expected_revision);
+        match self
+            .client
+            .append_to_stream(stream, &options, proposed)
+            .await
+        {
+            Ok(written) => Ok(Appended::Written {
+                revision: Some(written.next_expected_version),
+                position: Some(written.position.commit),
+            }),
+            Err(eventstore::Error::WrongExpectedVersion { .. }) => Ok(Appended::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The last event of a stream, decoded as `T`, and its revision (`None`: no such stream).
+    pub async fn last<T: serde::de::DeserializeOwned>(
+        &self,
+        stream: &str,
+    ) -> Result<Option<(T, u64)>, LogError> {
+        let options = ReadStreamOptions::default()
+            .position(StreamPosition::End)
+            .backwards()
+            .max_count(1);
+        let mut reader = match self.client.read_stream(stream, &options).await {
+            Ok(reader) => reader,
+            Err(eventstore::Error::ResourceNotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match reader.next().await {
+            Ok(Some(resolved)) => {
+                let recorded = resolved.get_original_event();
+                let value =
+                    serde_json::from_slice(&recorded.data).map_err(|e| LogError::Unreadable {
+                        stream: stream.to_string(),
+                        id: recorded.id,
+                        event_type: recorded.event_type.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Ok(Some((value, recorded.revision)))
+            }
+            Ok(None) | Err(eventstore::Error::ResourceNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Follows `$all` (streams whose names start with one of `prefixes`), after `after` or from
+    /// the start.
+    pub fn follow(&self, prefixes: &[&str], after: Option<LogPosition>) -> Follower {
+        Follower {
+            client: self.client.clone(),
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            after,
+            subscription: None,
+            failures: 0,
+        }
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Written {
+        revision: Option<u64>,
+        position: Option<u64>,
+    },
+    /// The stream was not at the expected revision: nothing was written.
+    Conflict,
+}
+
+/// A position in the store's log (`$all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub commit: u64,
+    pub prepare: u64,
+}
+
+/// An event seen on `$all`, not yet typed: its reader knows what it is.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub stream: String,
+    pub event_type: String,
+    pub id: Uuid,
+    pub data: Vec<u8>,
+    pub metadata: Option<Metadata>,
+    pub revision: u64,
+    pub position: LogPosition,
+}
+
+impl Seen {
+    /// The event as `E`; `None` for a type `E` does not know or data that does not parse.
+    pub fn decode<E: Event>(&self) -> Option<E> {
+        let data = serde_json::from_slice(&self.data).ok()?;
+        E::from_json(&self.event_type, data).ok().flatten()
+    }
+}
+
+/// What a follower hands out next.
+#[derive(Debug, Clone)]
+pub enum Followed {
+    Event(Box<Seen>),
+    /// Everything stored when the subscription started was handed out: the follower is live.
+    CaughtUp,
+}
+
+/// Pause after the n-th failure in a row to reach the store (doubling, capped), in milliseconds.
+const FOLLOW_BACKOFF_MS_MAX: u64 = 5_000;
+
+/// A catch-up subscription that survives the store going away: it subscribes again after the
+/// last event it handed out.
+pub struct Follower {
+    client: Client,
+    prefixes: Vec<String>,
+    after: Option<LogPosition>,
+    subscription: Option<eventstore::Subscription>,
+    failures: u32,
+}
+
+impl Follower {
+    /// The next event (or the news that the follower caught up). Waits, and retries for ever
+    /// while the store is unreachable: following is what its owner exists to do.
+    pub async fn next(&mut self) -> Followed {
+        loop {
+            let subscription = match &mut self.subscription {
+                Some(subscription) => subscription,
+                None => {
+                    let options = self.options();
+                    self.subscription
+                        .insert(self.client.subscribe_to_all(&options).await)
+                }
+            };
+            match subscription.next_subscription_event().await {
+                Ok(eventstore::SubscriptionEvent::EventAppeared(resolved)) => {
+                    self.failures = 0;
+                    let recorded = resolved.get_original_event();
+                    let position = LogPosition {
+                        commit: recorded.position.commit,
+                        prepare: recorded.position.prepare,
+                    };
+                    self.after = Some(position);
+                    return Followed::Event(Box::new(Seen {
+                        stream: recorded.stream_id.clone(),
+                        event_type: recorded.event_type.clone(),
+                        id: recorded.id,
+                        data: recorded.data.to_vec(),
+                        metadata: serde_json::from_slice(&recorded.custom_metadata).ok(),
+                        revision: recorded.revision,
+                        position,
+                    }));
+                }
+                Ok(eventstore::SubscriptionEvent::CaughtUp) => return Followed::CaughtUp,
+                Ok(_) => {}
+                Err(e) => {
+                    self.failures = self.failures.saturating_add(1);
+                    let pause = (100u64 << self.failures.min(6)).min(FOLLOW_BACKOFF_MS_MAX);
+                    tracing::warn!(error = %e, pause_ms = pause, "subscription to the store lost; subscribing again");
+                    self.subscription = None;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            }
+        }
+    }
+
+    fn options(&self) -> SubscribeToAllOptions {
+        let filter = self
+            .prefixes
+            .iter()
+            .fold(SubscriptionFilter::on_stream_name(), |f, p| f.add_prefix(p));
+        let position = match self.after {
+            Some(p) => StreamPosition::Position(Position {
+                commit: p.commit,
+                prepare: p.prepare,
+            }),
+            None => StreamPosition::Start,
+        };
+        SubscribeToAllOptions::default()
+            .position(position)
+            .filter(filter)
     }
 }
 

@@ -27,6 +27,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole shop: the embedded event store, every service and the saga; seeds the demo
+    /// catalogue on first start. Ctrl-C stops it cleanly.
+    Up {
+        /// Directory holding the shop's data.
+        #[arg(long, default_value = "./data", env = "MINIMALL_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Use this event store instead of the embedded one (an esdb:// connection string).
+        #[arg(long, env = "MINIMALL_STORE_URL")]
+        store_url: Option<String>,
+        /// Seconds a customer has to pay after ordering.
+        #[arg(long, default_value_t = 7 * 24 * 3600, env = "MINIMALL_DUE_PERIOD_S")]
+        due_period_s: u64,
+    },
+    /// Run one service on its own.
+    Serve {
+        #[command(subcommand)]
+        service: ServeCommand,
+        /// Address to listen on (the service's default port if not given).
+        #[arg(long, global = true, env = "MINIMALL_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// The event store's connection string.
+        #[arg(
+            long,
+            global = true,
+            default_value = "esdb://127.0.0.1:2113?tls=false&discoveryInterval=0",
+            env = "MINIMALL_STORE_URL"
+        )]
+        store_url: String,
+    },
     /// Run the embedded event store (EventStoreDB gRPC protocol, h2c).
     Estore {
         /// Address to listen on.
@@ -42,6 +71,61 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ServeCommand {
+    /// Orders: place, cancel, confirm receipt (port 8081).
+    Order {
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8082",
+            env = "MINIMALL_PAYMENT_URL"
+        )]
+        payment_url: String,
+    },
+    /// Payments by bank transfer (port 8082).
+    Payment {
+        #[arg(
+            long,
+            default_value = "DE02 1203 0000 0000 2020 51 (minimall demo)",
+            env = "MINIMALL_ACCOUNT"
+        )]
+        account: String,
+        #[arg(long, default_value_t = 7 * 24 * 3600, env = "MINIMALL_DUE_PERIOD_S")]
+        due_period_s: u64,
+    },
+    /// Catalogue and stock (port 8083).
+    Inventory,
+    /// Deliveries (port 8084).
+    Delivery,
+    /// The order process manager (status on port 8085).
+    Saga {
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8081",
+            env = "MINIMALL_ORDER_URL"
+        )]
+        order_url: String,
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8082",
+            env = "MINIMALL_PAYMENT_URL"
+        )]
+        payment_url: String,
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8083",
+            env = "MINIMALL_INVENTORY_URL"
+        )]
+        inventory_url: String,
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8084",
+            env = "MINIMALL_DELIVERY_URL"
+        )]
+        delivery_url: String,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -52,7 +136,105 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Estore { listen, data_dir } => run_estore(listen, data_dir).await,
+        Command::Up {
+            data_dir,
+            store_url,
+            due_period_s,
+        } => run_shop(data_dir, store_url, due_period_s).await,
+        Command::Serve {
+            service,
+            listen,
+            store_url,
+        } => run_service(service, listen, store_url).await,
     }
+}
+
+async fn run_shop(
+    data_dir: PathBuf,
+    store_url: Option<String>,
+    due_period_s: u64,
+) -> anyhow::Result<()> {
+    let mut settings = shop::ShopSettings::new(data_dir, shop::Ports::DEFAULT);
+    settings.store_url = store_url;
+    settings.due_period = std::time::Duration::from_secs(due_period_s);
+    let shop = shop::Shop::start(settings).await?;
+    let seeded = shop::seed_demo_catalogue(&shop.url(shop::Service::Inventory)).await?;
+    println!("minimall is up");
+    for (part, url) in shop.describe() {
+        println!("  {part:<12} {url}");
+    }
+    if seeded > 0 {
+        println!("  seeded the demo catalogue ({seeded} products)");
+    }
+    println!("Ctrl-C stops it.");
+    shutdown_signal().await?;
+    shop.stop().await;
+    Ok(())
+}
+
+async fn run_service(
+    service: ServeCommand,
+    listen: Option<SocketAddr>,
+    store_url: String,
+) -> anyhow::Result<()> {
+    let ports = shop::Ports::DEFAULT;
+    let at = |port: u16| listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+    let calls = servicekit::UpstreamSettings::new;
+    let running = match service {
+        ServeCommand::Order { payment_url } => {
+            order::build(order::Settings {
+                listen: at(ports.order),
+                store_url,
+                payment: calls(payment_url),
+            })
+            .await?
+        }
+        ServeCommand::Payment {
+            account,
+            due_period_s,
+        } => {
+            payment::build(payment::Settings {
+                listen: at(ports.payment),
+                store_url,
+                account,
+                due_period: std::time::Duration::from_secs(due_period_s),
+            })
+            .await?
+        }
+        ServeCommand::Inventory => {
+            inventory::build(inventory::Settings {
+                listen: at(ports.inventory),
+                store_url,
+            })
+            .await?
+        }
+        ServeCommand::Delivery => {
+            delivery::build(delivery::Settings {
+                listen: at(ports.delivery),
+                store_url,
+            })
+            .await?
+        }
+        ServeCommand::Saga {
+            order_url,
+            payment_url,
+            inventory_url,
+            delivery_url,
+        } => {
+            saga::build(saga::Settings {
+                order: calls(order_url),
+                payment: calls(payment_url),
+                inventory: calls(inventory_url),
+                delivery: calls(delivery_url),
+                ..saga::Settings::local(at(ports.saga), store_url)
+            })
+            .await?
+        }
+    };
+    println!("{} listening on {}", running.name(), running.local_addr());
+    shutdown_signal().await?;
+    running.stop().await;
+    Ok(())
 }
 
 async fn run_estore(listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()> {

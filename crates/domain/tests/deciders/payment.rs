@@ -135,7 +135,7 @@ fn a_cancel_before_the_payment_opens_keeps_it_from_ever_opening() {
             at: at(0),
         })
         .then(vec![cancelled.clone()]);
-    given::<Payment>(&[cancelled.clone()])
+    given::<Payment>(std::slice::from_ref(&cancelled))
         .when(open())
         .then_err(PaymentError::Cancelled);
     given::<Payment>(&[cancelled])

@@ -1,0 +1,185 @@
+//! The delivery service: starts the delivery of an order's parcel (idempotent per order), tells
+//! where it stands, and records its delivery.
+//!
+//! It owns the `delivery-{orderId}` streams.
+//!
+//! It must not: call other services; the saga starts deliveries once stock was taken.
+
+use std::net::SocketAddr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use domain::delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryState};
+use domain::{CustomerId, OrderId, ProductId, Quantity, ValueError};
+use eventlog::{ActorKind, EventLog, ExecuteError, LogError};
+use serde::{Deserialize, Serialize};
+use servicekit::{Caller, Json, Problem, Readiness, Running};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+pub async fn build(settings: Settings) -> Result<Running, StartError> {
+    let log = EventLog::connect(&settings.store_url)?;
+    let routes = Router::new()
+        .route("/deliveries", post(start))
+        .route("/deliveries/:order_id", axum::routing::get(one))
+        .route("/deliveries/:order_id/delivered", post(delivered))
+        .with_state(log);
+    Ok(servicekit::serve("delivery", settings.listen, routes, Readiness::always()).await?)
+}
+
+fn stream(order_id: OrderId) -> String {
+    format!("delivery-{order_id}")
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error(transparent)]
+    Refused(#[from] DeliveryError),
+    #[error(transparent)]
+    Invalid(#[from] ValueError),
+    #[error(transparent)]
+    Problem(#[from] Problem),
+    #[error("too many concurrent changes")]
+    Busy,
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl From<ExecuteError<DeliveryError>> for ApiError {
+    fn from(e: ExecuteError<DeliveryError>) -> ApiError {
+        match e {
+            ExecuteError::Rejected(e) => ApiError::Refused(e),
+            ExecuteError::Conflict => ApiError::Busy,
+            ExecuteError::Log(e) => ApiError::Log(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            ApiError::Refused(e @ DeliveryError::NotStarted) => Problem::not_found(e.to_string()),
+            ApiError::Refused(e @ DeliveryError::OtherOrder) => {
+                Problem::conflict("other-order", "Another order's delivery", e.to_string())
+            }
+            ApiError::Invalid(e) => Problem::invalid(e.to_string()),
+            ApiError::Problem(p) => p,
+            ApiError::Busy => Problem::unavailable("the delivery is changing too fast; retry", 1),
+            ApiError::Log(e) => Problem::internal(&e),
+        };
+        problem.into_response()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryView {
+    order_id: OrderId,
+    /// NotStarted, Underway or Delivered.
+    status: &'static str,
+    revision: Option<u64>,
+}
+
+fn view(order_id: OrderId, state: DeliveryState, revision: Option<u64>) -> DeliveryView {
+    let status = match state {
+        DeliveryState::NotStarted => "NotStarted",
+        DeliveryState::Underway { .. } => "Underway",
+        DeliveryState::Delivered { .. } => "Delivered",
+    };
+    DeliveryView {
+        order_id,
+        status,
+        revision,
+    }
+}
+
+async fn run(
+    log: &EventLog,
+    order_id: OrderId,
+    command: DeliveryCommand,
+    caller: &Caller,
+) -> Result<Response, ApiError> {
+    let stream = stream(order_id);
+    let executed = log
+        .execute::<Delivery>(&stream, command, &caller.metadata(order_id.as_uuid()))
+        .await?;
+    let state = log.load::<Delivery>(&stream).await?.state;
+    let status = if executed.events.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, axum::Json(view(order_id, state, executed.revision))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StartRequest {
+    order_id: String,
+    customer_id: String,
+    product_id: String,
+    quantity: i64,
+}
+
+async fn start(
+    State(log): State<EventLog>,
+    caller: Caller,
+    Json(request): Json<StartRequest>,
+) -> Result<Response, ApiError> {
+    caller.must_be(&[ActorKind::System], "start deliveries")?;
+    let order_id = OrderId::parse(&request.order_id)?;
+    let command = DeliveryCommand::Start {
+        order_id,
+        customer_id: CustomerId::parse(&request.customer_id)?,
+        product_id: ProductId::parse(&request.product_id)?,
+        quantity: Quantity::parse(request.quantity)?,
+        at: Utc::now(),
+    };
+    run(&log, order_id, command, &caller).await
+}
+
+fn order_id(text: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(text).map_err(|e| ApiError::Problem(Problem::not_found(e.to_string())))
+}
+
+async fn one(
+    State(log): State<EventLog>,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<DeliveryView>, ApiError> {
+    let order_id = self::order_id(&order_id)?;
+    let loaded = log.load::<Delivery>(&stream(order_id)).await?;
+    if loaded.state == DeliveryState::NotStarted {
+        return Err(DeliveryError::NotStarted.into());
+    }
+    Ok(axum::Json(view(order_id, loaded.state, loaded.revision)))
+}
+
+async fn delivered(
+    State(log): State<EventLog>,
+    Path(order_id): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.must_be(
+        &[ActorKind::Seller, ActorKind::System],
+        "mark parcels delivered",
+    )?;
+    let order_id = self::order_id(&order_id)?;
+    let command = DeliveryCommand::MarkDelivered { at: Utc::now() };
+    run(&log, order_id, command, &caller).await
+}

@@ -1,0 +1,333 @@
+//! The inventory service: registers products, adds stock, lists the catalogue, and takes or
+//! gives back stock for an order (the saga's synchronous stock call, SPEC N1).
+//!
+//! It owns the `product-{productId}` streams. Stock decisions are the Product aggregate's: a
+//! decrease is appended at the stream's expected revision, so racing orders never oversell, and
+//! it is idempotent per order.
+//!
+//! It must not: know about orders beyond their ids, or call other services.
+
+use std::net::SocketAddr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use domain::catalogue::CatalogueEntry;
+use domain::product::{Product, ProductCommand, ProductError, ProductState};
+use domain::{Money, OrderId, ProductId, ProductName, Quantity, ValueError};
+use eventlog::catalogue::CatalogueView;
+use eventlog::{ActorKind, EventLog, ExecuteError, LogError};
+use serde::{Deserialize, Serialize};
+use servicekit::{Caller, Json, Problem, Readiness, Running};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The event store's connection string.
+    pub store_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+#[derive(Clone)]
+struct AppState {
+    log: EventLog,
+    catalogue: CatalogueView,
+}
+
+/// Starts the service; `listen` may use port 0.
+pub async fn build(settings: Settings) -> Result<Running, StartError> {
+    let log = EventLog::connect(&settings.store_url)?;
+    let (catalogue, follower) = CatalogueView::follow(&log);
+    let readiness = Readiness::when({
+        let catalogue = catalogue.clone();
+        move || catalogue.caught_up()
+    });
+    let routes = Router::new()
+        .route("/products", post(register).get(list))
+        .route("/products/:product_id", get(one))
+        .route("/products/:product_id/stock", post(add_stock))
+        .route("/products/:product_id/decrease", post(decrease))
+        .route("/products/:product_id/increase", post(increase))
+        .with_state(AppState { log, catalogue });
+    Ok(
+        servicekit::serve("inventory", settings.listen, routes, readiness)
+            .await?
+            .with_worker(follower),
+    )
+}
+
+fn stream(product_id: ProductId) -> String {
+    format!("product-{product_id}")
+}
+
+/// Everything this service answers with when a request fails.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error(transparent)]
+    Refused(#[from] ProductError),
+    #[error(transparent)]
+    Invalid(#[from] ValueError),
+    #[error(transparent)]
+    Problem(#[from] Problem),
+    #[error("too many concurrent changes")]
+    Busy,
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl From<ExecuteError<ProductError>> for ApiError {
+    fn from(e: ExecuteError<ProductError>) -> ApiError {
+        match e {
+            ExecuteError::Rejected(e) => ApiError::Refused(e),
+            ExecuteError::Conflict => ApiError::Busy,
+            ExecuteError::Log(e) => ApiError::Log(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            ApiError::Refused(e) => match e {
+                ProductError::NotRegistered => Problem::not_found(e.to_string()),
+                ProductError::AlreadyRegisteredDifferently => {
+                    Problem::conflict("already-registered", "Already registered", e.to_string())
+                }
+                ProductError::OutOfStock { .. } => {
+                    Problem::conflict("out-of-stock", "Out of stock", e.to_string())
+                }
+                ProductError::StockFull => Problem::invalid(e.to_string()),
+                ProductError::AlreadyGivenBack => Problem::conflict(
+                    "already-given-back",
+                    "Stock already given back",
+                    e.to_string(),
+                ),
+            },
+            ApiError::Invalid(e) => Problem::invalid(e.to_string()),
+            ApiError::Problem(p) => p,
+            ApiError::Busy => Problem::unavailable("the product is changing too fast; retry", 1),
+            ApiError::Log(e) => Problem::internal(&e),
+        };
+        problem.into_response()
+    }
+}
+
+fn product_id(text: &str) -> Result<ProductId, ApiError> {
+    ProductId::parse(text).map_err(|e| ApiError::Problem(Problem::not_found(e.to_string())))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RegisterRequest {
+    /// Chosen by the caller to make a retried registration safe; new if absent.
+    product_id: Option<String>,
+    name: String,
+    /// In cents.
+    price: i64,
+    #[serde(default)]
+    stock: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProductView {
+    product_id: ProductId,
+    name: String,
+    price: i64,
+    stock: u32,
+}
+
+impl From<&CatalogueEntry> for ProductView {
+    fn from(e: &CatalogueEntry) -> ProductView {
+        ProductView {
+            product_id: e.product_id,
+            name: e.name.as_str().to_string(),
+            price: e.price.as_cents(),
+            stock: e.stock,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Changed {
+    product_id: ProductId,
+    stock: u32,
+    /// The product stream's revision after the change.
+    revision: Option<u64>,
+}
+
+async fn register(
+    State(app): State<AppState>,
+    caller: Caller,
+    Json(request): Json<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    caller.must_be(&[ActorKind::Seller], "register products")?;
+    let product_id = match &request.product_id {
+        Some(text) => ProductId::parse(text)?,
+        None => ProductId::new(),
+    };
+    let initial_stock = match request.stock {
+        0 => None,
+        units => Some(Quantity::parse_stock(units)?),
+    };
+    let command = ProductCommand::Register {
+        product_id,
+        name: ProductName::parse(&request.name)?,
+        price: Money::cents(request.price)?,
+        initial_stock,
+        at: Utc::now(),
+    };
+    let executed = app
+        .log
+        .execute::<Product>(
+            &stream(product_id),
+            command,
+            &caller.metadata(product_id.as_uuid()),
+        )
+        .await?;
+    let status = if executed.events.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let stock = initial_stock.map_or(0, |q| q.units());
+    Ok((
+        status,
+        axum::Json(Changed {
+            product_id,
+            stock,
+            revision: executed.revision,
+        }),
+    )
+        .into_response())
+}
+
+async fn list(State(app): State<AppState>) -> axum::Json<Vec<ProductView>> {
+    axum::Json(
+        app.catalogue
+            .read(|c| c.products().map(ProductView::from).collect()),
+    )
+}
+
+async fn one(
+    State(app): State<AppState>,
+    Path(product_id): Path<String>,
+) -> Result<axum::Json<ProductView>, ApiError> {
+    let product_id = self::product_id(&product_id)?;
+    let loaded = app.log.load::<Product>(&stream(product_id)).await?;
+    match loaded.state {
+        ProductState::NotRegistered => Err(ProductError::NotRegistered.into()),
+        ProductState::Registered(r) => Ok(axum::Json(ProductView {
+            product_id,
+            name: r.name.as_str().to_string(),
+            price: r.price.as_cents(),
+            stock: r.stock,
+        })),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddStockRequest {
+    quantity: i64,
+}
+
+async fn add_stock(
+    State(app): State<AppState>,
+    Path(product_id): Path<String>,
+    caller: Caller,
+    Json(request): Json<AddStockRequest>,
+) -> Result<axum::Json<Changed>, ApiError> {
+    caller.must_be(&[ActorKind::Seller], "add stock")?;
+    let product_id = self::product_id(&product_id)?;
+    let command = ProductCommand::AddStock {
+        quantity: Quantity::parse_stock(request.quantity)?,
+        at: Utc::now(),
+    };
+    change(&app, product_id, command, &caller, product_id.as_uuid()).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ForOrderRequest {
+    order_id: String,
+    /// Only for a decrease.
+    quantity: Option<i64>,
+}
+
+async fn decrease(
+    State(app): State<AppState>,
+    Path(product_id): Path<String>,
+    caller: Caller,
+    Json(request): Json<ForOrderRequest>,
+) -> Result<axum::Json<Changed>, ApiError> {
+    caller.must_be(&[ActorKind::System], "take stock for an order")?;
+    let product_id = self::product_id(&product_id)?;
+    let order_id = OrderId::parse(&request.order_id)?;
+    let quantity = request
+        .quantity
+        .ok_or_else(|| Problem::invalid("quantity is required"))?;
+    let command = ProductCommand::DecreaseForOrder {
+        order_id,
+        quantity: Quantity::parse(quantity)?,
+        at: Utc::now(),
+    };
+    change(&app, product_id, command, &caller, order_id.as_uuid()).await
+}
+
+async fn increase(
+    State(app): State<AppState>,
+    Path(product_id): Path<String>,
+    caller: Caller,
+    Json(request): Json<ForOrderRequest>,
+) -> Result<axum::Json<Changed>, ApiError> {
+    caller.must_be(&[ActorKind::System], "give stock back for an order")?;
+    let product_id = self::product_id(&product_id)?;
+    let order_id = OrderId::parse(&request.order_id)?;
+    let command = ProductCommand::IncreaseForOrder {
+        order_id,
+        at: Utc::now(),
+    };
+    change(&app, product_id, command, &caller, order_id.as_uuid()).await
+}
+
+/// Executes a stock command and answers with the stock after it.
+async fn change(
+    app: &AppState,
+    product_id: ProductId,
+    command: ProductCommand,
+    caller: &Caller,
+    correlation_id: uuid::Uuid,
+) -> Result<axum::Json<Changed>, ApiError> {
+    let stream = stream(product_id);
+    let executed = app
+        .log
+        .execute::<Product>(&stream, command, &caller.metadata(correlation_id))
+        .await?;
+    // The stock after the change: from the last event if one was written, else as it stands.
+    let stock = match executed.events.last() {
+        Some(domain::product::ProductEvent::StockAdded(e)) => e.stock_after,
+        Some(domain::product::ProductEvent::QtyDecreased(e)) => e.stock_after,
+        Some(domain::product::ProductEvent::QtyIncreased(e)) => e.stock_after,
+        _ => match app.log.load::<Product>(&stream).await?.state {
+            ProductState::Registered(r) => r.stock,
+            ProductState::NotRegistered => 0,
+        },
+    };
+    Ok(axum::Json(Changed {
+        product_id,
+        stock,
+        revision: executed.revision,
+    }))
+}

@@ -1,0 +1,393 @@
+//! The order service: customers place orders, cancel them while allowed, and confirm receipt;
+//! the saga marks them shipped or cancels them.
+//!
+//! It owns the `order-{orderId}` streams. Placing an order needs no other service: the product
+//! and its price come from the service's own catalogue view, kept current from product events
+//! (SPEC N2). A customer's cancel is first decided by the payment service — the single
+//! authority on "deposit confirmed" — and only then recorded on the order.
+//!
+//! It must not: touch another service's streams, or cancel an order whose payment did not agree.
+
+use std::net::SocketAddr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use domain::order::{Order, OrderCommand, OrderError, OrderState};
+use domain::product::{Product, ProductState};
+use domain::{CancelReason, CustomerId, Money, OrderId, ProductId, Quantity, ValueError};
+use eventlog::catalogue::CatalogueView;
+use eventlog::{ActorKind, EventLog, ExecuteError, LogError};
+use serde::{Deserialize, Serialize};
+use servicekit::{
+    CallError, Caller, Json, Problem, Readiness, Running, Upstream, UpstreamSettings,
+};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store_url: String,
+    /// The payment service, asked whether a customer's cancel may go ahead.
+    pub payment: UpstreamSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+#[derive(Clone)]
+struct AppState {
+    log: EventLog,
+    catalogue: CatalogueView,
+    payment: Upstream,
+}
+
+pub async fn build(settings: Settings) -> Result<Running, StartError> {
+    let log = EventLog::connect(&settings.store_url)?;
+    let (catalogue, follower) = CatalogueView::follow(&log);
+    let readiness = Readiness::when({
+        let catalogue = catalogue.clone();
+        move || catalogue.caught_up()
+    });
+    let routes = Router::new()
+        .route("/orders", post(place))
+        .route("/orders/:order_id", get(one))
+        .route("/orders/:order_id/cancel", post(cancel))
+        .route("/orders/:order_id/shipment", post(shipped))
+        .route("/orders/:order_id/receipt", post(receipt))
+        .with_state(AppState {
+            log,
+            catalogue,
+            payment: Upstream::new("payment", settings.payment),
+        });
+    Ok(
+        servicekit::serve("order", settings.listen, routes, readiness)
+            .await?
+            .with_worker(follower),
+    )
+}
+
+fn stream(order_id: OrderId) -> String {
+    format!("order-{order_id}")
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error(transparent)]
+    Refused(#[from] OrderError),
+    #[error(transparent)]
+    Invalid(#[from] ValueError),
+    #[error(transparent)]
+    Problem(#[from] Problem),
+    #[error("too many concurrent changes")]
+    Busy,
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl From<ExecuteError<OrderError>> for ApiError {
+    fn from(e: ExecuteError<OrderError>) -> ApiError {
+        match e {
+            ExecuteError::Rejected(e) => ApiError::Refused(e),
+            ExecuteError::Conflict => ApiError::Busy,
+            ExecuteError::Log(e) => ApiError::Log(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            ApiError::Refused(e) => {
+                let detail = e.to_string();
+                match e {
+                    // Another customer's order is answered as if it did not exist.
+                    OrderError::NotPlaced | OrderError::NotYourOrder => {
+                        Problem::not_found("no such order")
+                    }
+                    OrderError::AlreadyPlacedDifferently => {
+                        Problem::conflict("already-placed", "Order already placed", detail)
+                    }
+                    OrderError::AmountTooLarge => Problem::invalid(detail),
+                    OrderError::Cancelled => {
+                        Problem::conflict("order-cancelled", "The order is cancelled", detail)
+                    }
+                    OrderError::Closed => {
+                        Problem::conflict("order-closed", "The order is closed", detail)
+                    }
+                    OrderError::AlreadyShipped => {
+                        Problem::conflict("already-shipped", "The parcel has left", detail)
+                    }
+                    OrderError::NotShippedYet => {
+                        Problem::conflict("not-shipped-yet", "Not shipped yet", detail)
+                    }
+                }
+            }
+            ApiError::Invalid(e) => Problem::invalid(e.to_string()),
+            ApiError::Problem(p) => p,
+            ApiError::Busy => Problem::unavailable("the order is changing too fast; retry", 1),
+            ApiError::Log(e) => Problem::internal(&e),
+        };
+        problem.into_response()
+    }
+}
+
+fn order_id(text: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(text).map_err(|_| ApiError::Problem(Problem::not_found("no such order")))
+}
+
+fn customer(caller: &Caller, action: &str) -> Result<CustomerId, ApiError> {
+    caller.must_be(&[ActorKind::Customer], action)?;
+    Ok(CustomerId::parse(&caller.actor.id)?)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderView {
+    order_id: OrderId,
+    /// OrderPlaced, Shipping, Closed or Cancelled: the order's own lifecycle. The customer's
+    /// full status (deposit, stock) is the read model's.
+    status: &'static str,
+    customer_id: String,
+    product_id: ProductId,
+    quantity: u32,
+    unit_price: i64,
+    amount: i64,
+    cancel_reason: Option<CancelReason>,
+    /// The order stream's revision: ask the read model for at least this one.
+    revision: Option<u64>,
+}
+
+fn view(state: &OrderState, revision: Option<u64>) -> Option<OrderView> {
+    let placed = state.placed()?;
+    let (status, cancel_reason) = match state {
+        OrderState::NotPlaced | OrderState::Placed(_) => ("OrderPlaced", None),
+        OrderState::Shipped(_) => ("Shipping", None),
+        OrderState::Closed(_) => ("Closed", None),
+        OrderState::Cancelled(_, reason) => ("Cancelled", Some(*reason)),
+    };
+    Some(OrderView {
+        order_id: placed.order_id,
+        status,
+        customer_id: placed.customer_id.as_str().to_string(),
+        product_id: placed.product_id,
+        quantity: placed.quantity.units(),
+        unit_price: placed.unit_price.as_cents(),
+        amount: placed.amount.as_cents(),
+        cancel_reason,
+        revision,
+    })
+}
+
+/// Executes a command and answers with the order after it: 201 if it changed, 200 if it was
+/// already so.
+async fn run(
+    app: &AppState,
+    order_id: OrderId,
+    command: OrderCommand,
+    caller: &Caller,
+) -> Result<Response, ApiError> {
+    let stream = stream(order_id);
+    let executed = app
+        .log
+        .execute::<Order>(&stream, command, &caller.metadata(order_id.as_uuid()))
+        .await?;
+    let loaded = app.log.load::<Order>(&stream).await?;
+    let status = if executed.events.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = view(&loaded.state, loaded.revision).ok_or(OrderError::NotPlaced)?;
+    Ok((status, axum::Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PlaceRequest {
+    /// Chosen by the client to make a retried placement safe; new if absent.
+    order_id: Option<String>,
+    product_id: String,
+    quantity: i64,
+}
+
+async fn place(
+    State(app): State<AppState>,
+    caller: Caller,
+    Json(request): Json<PlaceRequest>,
+) -> Result<Response, ApiError> {
+    let customer_id = customer(&caller, "place orders")?;
+    let order_id = match &request.order_id {
+        Some(text) => OrderId::parse(text)?,
+        None => OrderId::new(),
+    };
+    let product_id = ProductId::parse(&request.product_id)?;
+    let quantity = Quantity::parse(request.quantity)?;
+    let unit_price = price(&app, product_id)
+        .await?
+        .ok_or_else(|| Problem::invalid(format!("product {product_id} is not in the catalogue")))?;
+    let command = OrderCommand::Place {
+        order_id,
+        customer_id,
+        product_id,
+        quantity,
+        unit_price,
+        at: Utc::now(),
+    };
+    run(&app, order_id, command, &caller).await
+}
+
+/// The product's price from the catalogue view; a product the view has not seen yet (just
+/// registered) is read from its stream — product events, not the inventory service.
+async fn price(app: &AppState, product_id: ProductId) -> Result<Option<Money>, ApiError> {
+    if let Some(price) = app.catalogue.read(|c| c.get(product_id).map(|p| p.price)) {
+        return Ok(Some(price));
+    }
+    let loaded = app
+        .log
+        .load::<Product>(&format!("product-{product_id}"))
+        .await?;
+    Ok(match loaded.state {
+        ProductState::Registered(r) => Some(r.price),
+        ProductState::NotRegistered => None,
+    })
+}
+
+async fn one(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    let order_id = self::order_id(&order_id)?;
+    let loaded = app.log.load::<Order>(&stream(order_id)).await?;
+    Ok(axum::Json(
+        view(&loaded.state, loaded.revision).ok_or(OrderError::NotPlaced)?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CancelRequest {
+    /// Only the saga gives a reason; a customer's cancel is always `CustomerRequest`.
+    reason: Option<CancelReason>,
+}
+
+async fn cancel(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+    caller: Caller,
+    body: Option<Json<CancelRequest>>,
+) -> Result<Response, ApiError> {
+    let order_id = self::order_id(&order_id)?;
+    let request = body.map(|Json(r)| r).unwrap_or_default();
+    let reason = if caller.is(ActorKind::System) {
+        request
+            .reason
+            .ok_or_else(|| Problem::invalid("a reason is required"))?
+    } else {
+        let customer_id = customer(&caller, "cancel orders")?;
+        customer_may_cancel(&app, order_id, &customer_id).await?;
+        ask_payment_to_cancel(&app, order_id, &caller).await?;
+        CancelReason::CustomerRequest
+    };
+    let command = OrderCommand::Cancel {
+        reason,
+        at: Utc::now(),
+    };
+    run(&app, order_id, command, &caller).await
+}
+
+/// The customer's own order, not yet shipped or closed.
+async fn customer_may_cancel(
+    app: &AppState,
+    order_id: OrderId,
+    customer_id: &CustomerId,
+) -> Result<(), ApiError> {
+    let state = app.log.load::<Order>(&stream(order_id)).await?.state;
+    let placed = state.placed().ok_or(OrderError::NotPlaced)?;
+    if &placed.customer_id != customer_id {
+        return Err(OrderError::NotYourOrder.into());
+    }
+    match state {
+        OrderState::Shipped(_) => Err(OrderError::AlreadyShipped.into()),
+        OrderState::Closed(_) => Err(OrderError::Closed.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The payment decides whether the deposit was confirmed first; only if it agrees is the
+/// order cancelled.
+async fn ask_payment_to_cancel(
+    app: &AppState,
+    order_id: OrderId,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let body = serde_json::json!({ "reason": CancelReason::CustomerRequest });
+    let reply = app
+        .payment
+        .post(
+            &format!("/payments/{order_id}/cancel"),
+            &body,
+            "system:order",
+            caller.causation_id,
+        )
+        .await
+        .map_err(|e| match e {
+            CallError::BreakerOpen { .. } | CallError::Unreachable { .. } => Problem::unavailable(
+                "the payment service cannot confirm the cancel right now; retry shortly",
+                5,
+            ),
+        })?;
+    if reply.is_success() {
+        return Ok(());
+    }
+    Err(match reply.problem() {
+        Some("deposit-confirmed") => Problem::conflict(
+            "deposit-confirmed",
+            "The deposit was already confirmed",
+            "the seller confirmed your deposit: the order can no longer be cancelled",
+        ),
+        _ => Problem::conflict(
+            "cancel-refused",
+            "The payment refused the cancel",
+            reply
+                .body
+                .get("detail")
+                .and_then(|d| d.as_str())
+                .unwrap_or("the payment cannot be cancelled")
+                .to_string(),
+        ),
+    }
+    .into())
+}
+
+async fn shipped(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.must_be(&[ActorKind::System], "mark orders shipped")?;
+    let order_id = self::order_id(&order_id)?;
+    let command = OrderCommand::MarkShipped { at: Utc::now() };
+    run(&app, order_id, command, &caller).await
+}
+
+async fn receipt(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let customer_id = customer(&caller, "confirm receipt")?;
+    let order_id = self::order_id(&order_id)?;
+    let command = OrderCommand::ConfirmReceipt {
+        customer_id,
+        at: Utc::now(),
+    };
+    run(&app, order_id, command, &caller).await
+}

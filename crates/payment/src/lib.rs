@@ -1,0 +1,274 @@
+//! The payment service: opens a bank-transfer payment for an order (deposit reference, amount,
+//! account to pay into, due date), lets the seller confirm the deposit, and cancels — with a
+//! refund when money was received.
+//!
+//! It owns the `payment-{orderId}` streams and is the single authority on "deposit confirmed":
+//! a customer's cancel and the seller's confirmation are decided on the same stream at its
+//! expected revision, so exactly one wins (SPEC §4.3).
+//!
+//! It must not: call other services; it learns nothing but what it is asked.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use domain::payment::{Payment, PaymentCommand, PaymentError, PaymentState};
+use domain::{CancelReason, Money, OrderId, ValueError};
+use eventlog::{ActorKind, EventLog, ExecuteError, LogError};
+use serde::{Deserialize, Serialize};
+use servicekit::{Caller, Json, Problem, Readiness, Running};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store_url: String,
+    /// The shop's bank account customers pay into.
+    pub account: String,
+    /// Time a customer has to pay after ordering.
+    pub due_period: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+#[derive(Clone)]
+struct AppState {
+    log: EventLog,
+    account: String,
+    due_period: chrono::Duration,
+}
+
+pub async fn build(settings: Settings) -> Result<Running, StartError> {
+    let log = EventLog::connect(&settings.store_url)?;
+    let due_period = chrono::Duration::from_std(settings.due_period)
+        .unwrap_or_else(|_| chrono::Duration::days(7));
+    let routes = Router::new()
+        .route("/payments/:order_id", post(open).get(one))
+        .route("/payments/:order_id/deposit", post(confirm_deposit))
+        .route("/payments/:order_id/cancel", post(cancel))
+        .with_state(AppState {
+            log,
+            account: settings.account,
+            due_period,
+        });
+    Ok(servicekit::serve("payment", settings.listen, routes, Readiness::always()).await?)
+}
+
+fn stream(order_id: OrderId) -> String {
+    format!("payment-{order_id}")
+}
+
+/// What the customer writes on the transfer: short, derived from the order, so a retried
+/// opening gives the same reference.
+fn deposit_reference(order_id: OrderId) -> String {
+    let hex = order_id.as_uuid().simple().to_string().to_uppercase();
+    format!("MM-{}", &hex[..12])
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error(transparent)]
+    Refused(#[from] PaymentError),
+    #[error(transparent)]
+    Invalid(#[from] ValueError),
+    #[error(transparent)]
+    Problem(#[from] Problem),
+    #[error("too many concurrent changes")]
+    Busy,
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl From<ExecuteError<PaymentError>> for ApiError {
+    fn from(e: ExecuteError<PaymentError>) -> ApiError {
+        match e {
+            ExecuteError::Rejected(e) => ApiError::Refused(e),
+            ExecuteError::Conflict => ApiError::Busy,
+            ExecuteError::Log(e) => ApiError::Log(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            ApiError::Refused(e) => {
+                let detail = e.to_string();
+                match e {
+                    PaymentError::NotOpened => Problem::not_found(detail),
+                    PaymentError::AlreadyOpenedDifferently => {
+                        Problem::conflict("already-opened", "Payment already opened", detail)
+                    }
+                    PaymentError::DepositAlreadyConfirmed => {
+                        Problem::conflict("deposit-confirmed", "Deposit already confirmed", detail)
+                    }
+                    PaymentError::Cancelled => {
+                        Problem::conflict("payment-cancelled", "Payment cancelled", detail)
+                    }
+                    PaymentError::NotDueYet => {
+                        Problem::conflict("not-due-yet", "The deposit is not due yet", detail)
+                    }
+                }
+            }
+            ApiError::Invalid(e) => Problem::invalid(e.to_string()),
+            ApiError::Problem(p) => p,
+            ApiError::Busy => Problem::unavailable("the payment is changing too fast; retry", 1),
+            ApiError::Log(e) => Problem::internal(&e),
+        };
+        problem.into_response()
+    }
+}
+
+fn order_id(text: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(text).map_err(|e| ApiError::Problem(Problem::not_found(e.to_string())))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentView {
+    order_id: OrderId,
+    /// AwaitingDeposit, DepositConfirmed or Cancelled.
+    status: &'static str,
+    amount: Option<i64>,
+    deposit_reference: Option<String>,
+    account: Option<String>,
+    due_at: Option<DateTime<Utc>>,
+    refund: bool,
+    /// The payment stream's revision.
+    revision: Option<u64>,
+}
+
+fn view(order_id: OrderId, state: &PaymentState, revision: Option<u64>) -> PaymentView {
+    let opened = state.opened();
+    let (status, refund) = match state {
+        PaymentState::NotOpened => ("NotOpened", false),
+        PaymentState::AwaitingDeposit(_) => ("AwaitingDeposit", false),
+        PaymentState::DepositConfirmed(_) => ("DepositConfirmed", false),
+        PaymentState::Cancelled { refund, .. } => ("Cancelled", *refund),
+    };
+    PaymentView {
+        order_id,
+        status,
+        amount: opened.map(|o| o.amount.as_cents()),
+        deposit_reference: opened.map(|o| o.deposit_reference.clone()),
+        account: opened.map(|o| o.account.clone()),
+        due_at: opened.map(|o| o.due_at),
+        refund,
+        revision,
+    }
+}
+
+/// Executes a command and answers with the payment as it stands after it.
+async fn run(
+    app: &AppState,
+    order_id: OrderId,
+    command: PaymentCommand,
+    caller: &Caller,
+) -> Result<Response, ApiError> {
+    let stream = stream(order_id);
+    let executed = app
+        .log
+        .execute::<Payment>(&stream, command, &caller.metadata(order_id.as_uuid()))
+        .await?;
+    let loaded = app.log.load::<Payment>(&stream).await?;
+    let status = if executed.events.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        axum::Json(view(order_id, &loaded.state, executed.revision)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OpenRequest {
+    /// In cents.
+    amount: i64,
+}
+
+async fn open(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+    caller: Caller,
+    Json(request): Json<OpenRequest>,
+) -> Result<Response, ApiError> {
+    caller.must_be(&[ActorKind::System], "open payments")?;
+    let order_id = self::order_id(&order_id)?;
+    let now = Utc::now();
+    let command = PaymentCommand::Open {
+        order_id,
+        amount: Money::cents(request.amount)?,
+        deposit_reference: deposit_reference(order_id),
+        account: app.account.clone(),
+        due_at: now + app.due_period,
+        at: now,
+    };
+    run(&app, order_id, command, &caller).await
+}
+
+async fn one(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<PaymentView>, ApiError> {
+    let order_id = self::order_id(&order_id)?;
+    let loaded = app.log.load::<Payment>(&stream(order_id)).await?;
+    if loaded.state == PaymentState::NotOpened {
+        return Err(PaymentError::NotOpened.into());
+    }
+    Ok(axum::Json(view(order_id, &loaded.state, loaded.revision)))
+}
+
+async fn confirm_deposit(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.must_be(&[ActorKind::Seller], "confirm deposits")?;
+    let order_id = self::order_id(&order_id)?;
+    let command = PaymentCommand::ConfirmDeposit { at: Utc::now() };
+    run(&app, order_id, command, &caller).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CancelRequest {
+    reason: CancelReason,
+}
+
+async fn cancel(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+    caller: Caller,
+    Json(request): Json<CancelRequest>,
+) -> Result<Response, ApiError> {
+    // The customer cancels through the order service, which asks here on their behalf.
+    caller.must_be(&[ActorKind::System], "cancel payments")?;
+    let order_id = self::order_id(&order_id)?;
+    let at = Utc::now();
+    let command = match request.reason {
+        CancelReason::CustomerRequest => PaymentCommand::CancelByCustomer { order_id, at },
+        CancelReason::DepositOverdue => PaymentCommand::Expire { now: at },
+        reason @ (CancelReason::OutOfStock | CancelReason::DeliveryFailed) => {
+            PaymentCommand::CancelForOrder {
+                order_id,
+                reason,
+                at,
+            }
+        }
+    };
+    run(&app, order_id, command, &caller).await
+}

@@ -1,0 +1,54 @@
+//! How far the saga has read, stored in the event store itself (`saga-checkpoint`), so the saga
+//! keeps no local state and restarts anywhere.
+
+use eventlog::LogPosition;
+use serde::{Deserialize, Serialize};
+
+pub const CHECKPOINT_STREAM: &str = "saga-checkpoint";
+
+/// Every event at or before this position was fully handled (and no deposit timer depends on
+/// an earlier one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointStored {
+    pub commit: u64,
+    pub prepare: u64,
+}
+
+impl From<LogPosition> for CheckpointStored {
+    fn from(p: LogPosition) -> CheckpointStored {
+        CheckpointStored {
+            commit: p.commit,
+            prepare: p.prepare,
+        }
+    }
+}
+
+impl From<CheckpointStored> for LogPosition {
+    fn from(c: CheckpointStored) -> LogPosition {
+        LogPosition {
+            commit: c.commit,
+            prepare: c.prepare,
+        }
+    }
+}
+
+impl domain::Event for CheckpointStored {
+    fn event_type(&self) -> &'static str {
+        "CheckpointStored"
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn from_json(
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Result<Option<Self>, serde_json::Error> {
+        match event_type {
+            "CheckpointStored" => serde_json::from_value(data).map(Some),
+            _ => Ok(None),
+        }
+    }
+}

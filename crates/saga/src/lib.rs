@@ -1,0 +1,67 @@
+//! The saga process manager (SPEC §4.4): follows the store from a durably stored checkpoint and
+//! carries each order through payment, stock and delivery, compensating when a step fails.
+//!
+//! It owns the `saga-{orderId}` streams (what it decided for each order) and `saga-checkpoint`
+//! (how far it has read). What to do is `domain::saga::react`; this crate does the I/O: it turns
+//! observed events into triggers, makes the calls over HTTP (timeout, retries with backoff and
+//! jitter, a circuit breaker per service — an unreachable service is waited for, never taken for
+//! a "no"), records the saga's events at the expected revision, and keeps deposit timers.
+//!
+//! It must not: write another service's streams, or decide business rules itself.
+
+mod checkpoint;
+mod observe;
+mod perform;
+mod runner;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use eventlog::LogError;
+use servicekit::{Running, UpstreamSettings};
+
+pub use checkpoint::{CheckpointStored, CHECKPOINT_STREAM};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store_url: String,
+    pub order: UpstreamSettings,
+    pub payment: UpstreamSettings,
+    pub inventory: UpstreamSettings,
+    pub delivery: UpstreamSettings,
+    /// Pause between rounds of calls to a service that is down (its breaker open), and between
+    /// tries to reach the store.
+    pub retry_pause: Duration,
+    /// How often the checkpoint is stored (when it moved).
+    pub checkpoint_interval: Duration,
+}
+
+impl Settings {
+    /// Services at their default local ports.
+    pub fn local(listen: SocketAddr, store_url: String) -> Settings {
+        Settings {
+            listen,
+            store_url,
+            order: UpstreamSettings::new("http://127.0.0.1:8081"),
+            payment: UpstreamSettings::new("http://127.0.0.1:8082"),
+            inventory: UpstreamSettings::new("http://127.0.0.1:8083"),
+            delivery: UpstreamSettings::new("http://127.0.0.1:8084"),
+            retry_pause: Duration::from_millis(500),
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Starts the saga and its status endpoint; `listen` may use port 0.
+pub async fn build(settings: Settings) -> Result<Running, StartError> {
+    runner::start(settings).await
+}

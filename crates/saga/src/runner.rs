@@ -1,0 +1,396 @@
+//! The saga's moving parts: one reader following the store, shard workers handling each order's
+//! triggers in order (an order waiting for a service blocks only its shard), deposit timers, and
+//! the checkpoint writer.
+//!
+//! The checkpoint only passes an event once it is fully handled — and never passes the event
+//! that armed a deposit timer still running, so after a restart the replay re-arms every timer.
+//! Replayed events find the saga's state moved on and cause nothing.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use domain::saga::{react, Saga, SagaEvent, Trigger};
+use domain::{Decider, OrderId};
+use eventlog::{Actor, ActorKind, Appended, EventLog, Followed, LogPosition, Metadata};
+use serde::Serialize;
+use servicekit::{Readiness, Running, Upstream};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::checkpoint::{CheckpointStored, CHECKPOINT_STREAM};
+use crate::observe::{observe, FOLLOWED_PREFIXES};
+use crate::perform::Services;
+use crate::{Settings, StartError};
+
+/// Workers; each handles the orders that hash to it, one trigger at a time.
+const SHARDS: usize = 16;
+/// Triggers waiting per shard.
+const SHARD_QUEUE_MAX: usize = 256;
+/// Events read but not yet fully handled (or pinned by a deposit timer) before the reader
+/// waits.
+const PENDING_EVENTS_MAX: usize = 200_000;
+/// Reactions chained from one trigger (a call's answer is a trigger too).
+const CHAINED_REACTIONS_MAX: usize = 4;
+/// A deposit timer that fired but found the deposit not yet due (clocks differ) fires again
+/// after this long, in milliseconds.
+const DEADLINE_RETRY_MS: i64 = 2_000;
+/// How often deposit timers are checked, in milliseconds.
+const DEADLINE_TICK_MS: u64 = 200;
+
+struct Work {
+    order_id: OrderId,
+    trigger: Trigger,
+    /// The event (or timer firing) that caused it.
+    cause: Uuid,
+    position: Option<LogPosition>,
+}
+
+/// Events handed to workers, in log order, and which are done.
+#[derive(Default)]
+struct Tracker {
+    pending: VecDeque<(LogPosition, bool)>,
+    committed: Option<LogPosition>,
+}
+
+impl Tracker {
+    fn dispatch(&mut self, position: LogPosition) {
+        self.pending.push_back((position, false));
+    }
+
+    fn finish(&mut self, position: LogPosition) {
+        if let Ok(i) = self.pending.binary_search_by_key(&position, |(p, _)| *p) {
+            self.pending[i].1 = true;
+        }
+        while let Some((position, true)) = self.pending.front().copied() {
+            self.committed = Some(position);
+            self.pending.pop_front();
+        }
+    }
+}
+
+struct Deadline {
+    fire_at: DateTime<Utc>,
+    /// The event that armed it: the checkpoint waits for the timer.
+    pin: Option<LogPosition>,
+}
+
+struct Shared {
+    log: EventLog,
+    services: Services,
+    retry_pause: Duration,
+    tracker: Mutex<Tracker>,
+    deadlines: Mutex<HashMap<OrderId, Deadline>>,
+    caught_up: AtomicBool,
+    shards: Vec<mpsc::Sender<Work>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let log = EventLog::connect(&settings.store_url)?;
+    let services = Services {
+        order: Upstream::new("order", settings.order.clone()),
+        payment: Upstream::new("payment", settings.payment.clone()),
+        inventory: Upstream::new("inventory", settings.inventory.clone()),
+        delivery: Upstream::new("delivery", settings.delivery.clone()),
+        retry_pause: settings.retry_pause,
+    };
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..SHARDS)
+        .map(|_| mpsc::channel::<Work>(SHARD_QUEUE_MAX))
+        .unzip();
+    let shared = Arc::new(Shared {
+        log,
+        services,
+        retry_pause: settings.retry_pause,
+        tracker: Mutex::default(),
+        deadlines: Mutex::default(),
+        caught_up: AtomicBool::new(false),
+        shards: senders,
+    });
+    let readiness = Readiness::when({
+        let shared = Arc::clone(&shared);
+        move || shared.caught_up.load(Ordering::Acquire)
+    });
+    let routes = Router::new()
+        .route("/saga/status", get(status))
+        .with_state(Arc::clone(&shared));
+    let mut running = servicekit::serve("saga", settings.listen, routes, readiness).await?;
+    for receiver in receivers {
+        running = running.with_worker(tokio::spawn(work(Arc::clone(&shared), receiver)));
+    }
+    Ok(running
+        .with_worker(tokio::spawn(read(Arc::clone(&shared))))
+        .with_worker(tokio::spawn(deadlines(Arc::clone(&shared))))
+        .with_worker(tokio::spawn(store_checkpoints(
+            shared,
+            settings.checkpoint_interval,
+        ))))
+}
+
+/// Follows the store from the stored checkpoint and hands each trigger to its order's shard.
+async fn read(shared: Arc<Shared>) {
+    let after = loop {
+        match shared.log.last::<CheckpointStored>(CHECKPOINT_STREAM).await {
+            Ok(stored) => break stored.map(|(c, _)| LogPosition::from(c)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the saga checkpoint; retrying");
+                tokio::time::sleep(shared.retry_pause).await;
+            }
+        }
+    };
+    tracing::info!(?after, "saga following the store");
+    let mut follower = shared.log.follow(&FOLLOWED_PREFIXES, after);
+    loop {
+        let seen = match follower.next().await {
+            Followed::CaughtUp => {
+                shared.caught_up.store(true, Ordering::Release);
+                continue;
+            }
+            Followed::Event(seen) => seen,
+        };
+        while lock(&shared.tracker).pending.len() >= PENDING_EVENTS_MAX {
+            tokio::time::sleep(shared.retry_pause).await;
+        }
+        let observed = observe(&seen);
+        {
+            let mut tracker = lock(&shared.tracker);
+            tracker.dispatch(seen.position);
+            if observed.is_none() {
+                tracker.finish(seen.position);
+            }
+        }
+        let Some((order_id, trigger)) = observed else {
+            continue;
+        };
+        let work = Work {
+            order_id,
+            trigger,
+            cause: seen.id,
+            position: Some(seen.position),
+        };
+        if shared.shards[shard_of(order_id)].send(work).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn shard_of(order_id: OrderId) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    order_id.hash(&mut hasher);
+    (hasher.finish() as usize) % SHARDS
+}
+
+async fn work(shared: Arc<Shared>, mut queue: mpsc::Receiver<Work>) {
+    while let Some(work) = queue.recv().await {
+        let due_at = handle(&shared, &work).await;
+        let finished = {
+            let mut deadlines = lock(&shared.deadlines);
+            match (due_at, deadlines.contains_key(&work.order_id)) {
+                (Some(fire_at), false) => {
+                    deadlines.insert(
+                        work.order_id,
+                        Deadline {
+                            fire_at,
+                            pin: work.position,
+                        },
+                    );
+                    None
+                }
+                (None, true) => {
+                    let released = deadlines.remove(&work.order_id).and_then(|d| d.pin);
+                    // Both the timer's event and this one are done.
+                    Some([released, work.position])
+                }
+                _ => Some([None, work.position]),
+            }
+        };
+        let mut tracker = lock(&shared.tracker);
+        for position in finished.into_iter().flatten().flatten() {
+            tracker.finish(position);
+        }
+    }
+}
+
+/// Reacts to one trigger (and to the news its calls bring), recording after acting. Returns
+/// when the deposit is due, if the saga now waits for one.
+async fn handle(shared: &Shared, work: &Work) -> Option<DateTime<Utc>> {
+    let stream = format!("saga-{}", work.order_id);
+    let mut trigger = work.trigger.clone();
+    let mut rounds = 0;
+    loop {
+        let loaded = loop {
+            match shared.log.load::<Saga>(&stream).await {
+                Ok(loaded) => break loaded,
+                Err(e) => {
+                    tracing::warn!(error = %e, %stream, "cannot load the saga; retrying");
+                    tokio::time::sleep(shared.retry_pause).await;
+                }
+            }
+        };
+        let reaction = react(&loaded.state, trigger.clone());
+        if reaction.events.is_empty() && reaction.actions.is_empty() {
+            return loaded.state.deposit_due_at();
+        }
+        let mut news = None;
+        for action in &reaction.actions {
+            if let Some(trigger) = shared.services.perform(action, work.cause).await {
+                news = Some(trigger);
+            }
+        }
+        let metadata = Metadata {
+            correlation_id: work.order_id.as_uuid(),
+            causation_id: work.cause,
+            actor: Actor {
+                kind: ActorKind::System,
+                id: "saga".to_string(),
+            },
+            at: Utc::now(),
+            request_id: None,
+        };
+        let state = match shared
+            .log
+            .append(&stream, loaded.revision, &reaction.events, &metadata)
+            .await
+        {
+            Ok(Appended::Written { .. }) => reaction
+                .events
+                .iter()
+                .fold(loaded.state, |s, e: &SagaEvent| Saga::evolve(s, e)),
+            Ok(Appended::Conflict) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, %stream, "cannot record the saga's step; retrying");
+                tokio::time::sleep(shared.retry_pause).await;
+                continue;
+            }
+        };
+        rounds += 1;
+        match news {
+            Some(next) if rounds < CHAINED_REACTIONS_MAX => trigger = next,
+            _ => return state.deposit_due_at(),
+        }
+    }
+}
+
+/// Fires deposit timers: the order's shard gets a `DepositDue` trigger.
+async fn deadlines(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(DEADLINE_TICK_MS));
+    loop {
+        tick.tick().await;
+        let now = Utc::now();
+        let due: Vec<OrderId> = {
+            let mut deadlines = lock(&shared.deadlines);
+            deadlines
+                .iter_mut()
+                .filter(|(_, d)| d.fire_at <= now)
+                .map(|(order_id, d)| {
+                    d.fire_at = now + chrono::Duration::milliseconds(DEADLINE_RETRY_MS);
+                    *order_id
+                })
+                .collect()
+        };
+        for order_id in due {
+            let work = Work {
+                order_id,
+                trigger: Trigger::DepositDue,
+                cause: Uuid::new_v4(),
+                position: None,
+            };
+            if shared.shards[shard_of(order_id)].send(work).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Stores the checkpoint whenever it moved, at most once per `interval`.
+async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
+    let mut revision = match shared.log.last::<CheckpointStored>(CHECKPOINT_STREAM).await {
+        Ok(stored) => stored.map(|(_, r)| r),
+        Err(_) => None,
+    };
+    let mut stored = None;
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let committed = lock(&shared.tracker).committed;
+        let Some(position) = committed else { continue };
+        if stored == Some(position) {
+            continue;
+        }
+        let metadata = Metadata {
+            correlation_id: Uuid::nil(),
+            causation_id: Uuid::nil(),
+            actor: Actor {
+                kind: ActorKind::System,
+                id: "saga".to_string(),
+            },
+            at: Utc::now(),
+            request_id: None,
+        };
+        let event = CheckpointStored::from(position);
+        match shared
+            .log
+            .append(CHECKPOINT_STREAM, revision, &[event], &metadata)
+            .await
+        {
+            Ok(Appended::Written { revision: r, .. }) => {
+                revision = r;
+                stored = Some(position);
+            }
+            // Someone else wrote it (an operator rewinding the saga): take their revision and
+            // write ours on the next tick.
+            Ok(Appended::Conflict) => {
+                revision = match shared.log.last::<CheckpointStored>(CHECKPOINT_STREAM).await {
+                    Ok(stored) => stored.map(|(_, r)| r),
+                    Err(_) => revision,
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot store the saga checkpoint"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    caught_up: bool,
+    checkpoint: Option<LogPosition>,
+    pending_events: usize,
+    deposit_timers: usize,
+    /// Services whose circuit breaker is open: the saga waits for them.
+    breakers_open: Vec<&'static str>,
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
+    let (checkpoint, pending_events) = {
+        let tracker = lock(&shared.tracker);
+        (tracker.committed, tracker.pending.len())
+    };
+    let services = &shared.services;
+    let breakers_open = [
+        &services.order,
+        &services.payment,
+        &services.inventory,
+        &services.delivery,
+    ]
+    .into_iter()
+    .filter(|u| !u.is_call_permitted())
+    .map(|u| u.service())
+    .collect();
+    axum::Json(Status {
+        caught_up: shared.caught_up.load(Ordering::Acquire),
+        checkpoint,
+        pending_events,
+        deposit_timers: lock(&shared.deadlines).len(),
+        breakers_open,
+    })
+}

@@ -1,0 +1,138 @@
+//! Who calls, and on whose behalf: the `x-actor` header (`customer:alice`, `seller:shop`,
+//! `system:saga`), the request id and the event or command that caused the call. Until the
+//! gateway signs identities (a later issue), services trust this header: they listen on loopback
+//! or inside the cluster only.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use eventlog::{Actor, ActorKind, Metadata};
+use uuid::Uuid;
+
+use crate::Problem;
+
+pub const ACTOR_HEADER: &str = "x-actor";
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The id of the event (or command) that caused this request; it becomes `$causationId`.
+pub const CAUSATION_HEADER: &str = "x-causation-id";
+/// Longest accepted request id, in bytes.
+const REQUEST_ID_BYTES_MAX: usize = 128;
+/// Longest accepted actor id, in characters.
+const ACTOR_ID_CHARS_MAX: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub actor: Actor,
+    pub request_id: Option<String>,
+    /// What caused this request: the header's id, or a fresh id naming this command.
+    pub causation_id: Uuid,
+}
+
+impl Caller {
+    /// The metadata for the events this request appends to the process `correlation_id`.
+    pub fn metadata(&self, correlation_id: Uuid) -> Metadata {
+        Metadata {
+            correlation_id,
+            causation_id: self.causation_id,
+            actor: self.actor.clone(),
+            at: chrono::Utc::now(),
+            request_id: self.request_id.clone(),
+        }
+    }
+
+    pub fn is(&self, kind: ActorKind) -> bool {
+        self.actor.kind == kind
+    }
+
+    /// Refuses the request unless the caller is one of `kinds`.
+    pub fn must_be(&self, kinds: &[ActorKind], action: &str) -> Result<(), Problem> {
+        if kinds.contains(&self.actor.kind) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "a {} may not {action}",
+                kind_name(self.actor.kind)
+            )))
+        }
+    }
+}
+
+fn kind_name(kind: ActorKind) -> &'static str {
+    match kind {
+        ActorKind::Customer => "customer",
+        ActorKind::Seller => "seller",
+        ActorKind::System => "system",
+    }
+}
+
+pub fn parse_actor(text: &str) -> Result<Actor, Problem> {
+    let bad = || {
+        Problem::bad_request(format!(
+            "{ACTOR_HEADER} must look like customer:<name>, seller:<name> or system:<name>; \
+             names have 1 to {ACTOR_ID_CHARS_MAX} letters, digits, '-' or '_'"
+        ))
+    };
+    let (kind, id) = text.split_once(':').ok_or_else(bad)?;
+    let kind = match kind {
+        "customer" => ActorKind::Customer,
+        "seller" => ActorKind::Seller,
+        "system" => ActorKind::System,
+        _ => return Err(bad()),
+    };
+    let valid_id = !id.is_empty()
+        && id.chars().count() <= ACTOR_ID_CHARS_MAX
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_id {
+        return Err(bad());
+    }
+    Ok(Actor {
+        kind,
+        id: id.to_string(),
+    })
+}
+
+#[axum::async_trait]
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| {
+                    v.to_str()
+                        .map_err(|_| Problem::bad_request(format!("{name} must be ASCII")))
+                })
+                .transpose()
+        };
+        let actor = header(ACTOR_HEADER)?.ok_or_else(|| {
+            Problem::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unidentified",
+                "Who is asking?",
+                format!("commands need the {ACTOR_HEADER} header"),
+            )
+        })?;
+        let actor = parse_actor(actor)?;
+        let request_id = match header(REQUEST_ID_HEADER)? {
+            Some(id) if id.len() > REQUEST_ID_BYTES_MAX => {
+                return Err(Problem::bad_request(format!(
+                    "{REQUEST_ID_HEADER} is limited to {REQUEST_ID_BYTES_MAX} bytes"
+                )))
+            }
+            id => id.map(str::to_string),
+        };
+        let causation_id = match header(CAUSATION_HEADER)? {
+            Some(id) => Uuid::parse_str(id)
+                .map_err(|_| Problem::bad_request(format!("{CAUSATION_HEADER} must be a UUID")))?,
+            None => Uuid::new_v4(),
+        };
+        Ok(Caller {
+            actor,
+            request_id,
+            causation_id,
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! What every minimall HTTP service shares, so each service holds only its own routes and rules:
+//! problem+json errors (RFC 9457), the JSON body extractor with explicit limits, who the caller
+//! is (`x-actor`), serving with liveness, readiness, metrics and graceful shutdown, and calling
+//! another service with a timeout, bounded retries and a circuit breaker.
+//!
+//! It must not: know any service's routes, commands or events.
+
+mod caller;
+mod problem;
+mod serve;
+mod upstream;
+
+pub use caller::{Caller, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
+pub use problem::{Json, Problem};
+pub use serve::{serve, Readiness, Running, BODY_BYTES_MAX};
+pub use upstream::{CallError, Reply, Upstream, UpstreamSettings};

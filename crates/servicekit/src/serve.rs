@@ -1,0 +1,193 @@
+//! Serving a service's routes with what every service has: `/health/live`, `/health/ready`,
+//! `/metrics` (Prometheus text), problem+json for unknown routes and methods, a body limit, and
+//! a graceful stop with a bounded drain.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Problem;
+
+/// Largest request body any service accepts, in bytes: commands are a few fields.
+pub const BODY_BYTES_MAX: usize = 16 * 1024;
+/// Longest wait for requests in flight when stopping, in milliseconds.
+const DRAIN_MS_MAX: u64 = 5_000;
+
+/// Whether a service can do its work yet (e.g. its view caught up with the store).
+#[derive(Clone)]
+pub struct Readiness(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Readiness {
+    pub fn always() -> Readiness {
+        Readiness(Arc::new(|| true))
+    }
+
+    pub fn when(check: impl Fn() -> bool + Send + Sync + 'static) -> Readiness {
+        Readiness(Arc::new(check))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        (self.0)()
+    }
+}
+
+/// Requests answered, by route and status.
+#[derive(Default)]
+struct Metrics {
+    service: &'static str,
+    answered: Mutex<BTreeMap<(String, u16), u64>>,
+}
+
+impl Metrics {
+    fn render(&self) -> String {
+        let answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::from(
+            "# HELP minimall_http_requests_total Requests answered, by route and status.\n\
+             # TYPE minimall_http_requests_total counter\n",
+        );
+        for ((route, status), count) in answered.iter() {
+            text.push_str(&format!(
+                "minimall_http_requests_total{{service=\"{}\",route=\"{route}\",status=\"{status}\"}} {count}\n",
+                self.service
+            ));
+        }
+        text
+    }
+}
+
+async fn count(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    // The matched route, not the raw path: ids in paths would make the label set unbounded.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    let key = (route, response.status().as_u16());
+    *metrics
+        .answered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default() += 1;
+    response
+}
+
+/// A service being served.
+pub struct Running {
+    name: &'static str,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// A background task of the service (a view follower, a saga worker): stopped with it.
+    pub fn with_worker(mut self, worker: JoinHandle<()>) -> Running {
+        self.workers.push(worker);
+        self
+    }
+
+    /// Stops taking requests, lets those in flight finish (at most `DRAIN_MS_MAX`), stops the
+    /// workers.
+    pub async fn stop(mut self) {
+        for worker in &self.workers {
+            worker.abort();
+        }
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let drain = Duration::from_millis(DRAIN_MS_MAX);
+        if tokio::time::timeout(drain, &mut self.server).await.is_err() {
+            self.server.abort();
+        }
+    }
+}
+
+/// Serves `routes` (plus health, readiness and metrics) on `listen`; port 0 picks a free port.
+pub async fn serve(
+    name: &'static str,
+    listen: SocketAddr,
+    routes: Router,
+    readiness: Readiness,
+) -> std::io::Result<Running> {
+    let metrics = Arc::new(Metrics {
+        service: name,
+        answered: Mutex::default(),
+    });
+    let app = routes
+        .route("/health/live", get(|| async { "live" }))
+        .route(
+            "/health/ready",
+            get(move || async move {
+                if readiness.is_ready() {
+                    (StatusCode::OK, "ready").into_response()
+                } else {
+                    Problem::unavailable("still catching up with the event store", 1)
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get({
+                let metrics = Arc::clone(&metrics);
+                move || async move { metrics.render() }
+            }),
+        )
+        .fallback(|| async { Problem::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(middleware::from_fn_with_state(metrics, count))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(service = name, error = %e, "server failed");
+        }
+    });
+    tracing::info!(service = name, %addr, "listening");
+    Ok(Running {
+        name,
+        addr,
+        shutdown: Some(shutdown),
+        server,
+        workers: Vec::new(),
+    })
+}

@@ -1,0 +1,311 @@
+//! The whole shop in one process — what `minimall up` runs and what the black-box tests start:
+//! the embedded event store (or an external one), the order, payment, inventory and delivery
+//! services, and the saga, wired to each other by URL; plus the demo catalogue.
+//!
+//! It must not: hold business behaviour. It only starts, wires and stops the parts, each of
+//! which also runs alone (`minimall serve <name>`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use servicekit::{Running, UpstreamSettings};
+
+/// Where the shop's parts listen and keep their data.
+#[derive(Debug, Clone)]
+pub struct ShopSettings {
+    /// Data of the embedded event store.
+    pub data_dir: PathBuf,
+    /// An external event store's connection string; `None` runs the embedded one.
+    pub store_url: Option<String>,
+    pub host: IpAddr,
+    /// Ports of store, order, payment, inventory, delivery, saga; 0 picks free ones.
+    pub ports: Ports,
+    /// Time a customer has to pay.
+    pub due_period: Duration,
+    /// Bank account customers pay into.
+    pub account: String,
+    /// Settings of every service-to-service call (the base URL is filled in per service).
+    pub calls: UpstreamSettings,
+    /// Pause of the saga between rounds of calls to a service that is down.
+    pub saga_retry_pause: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub store: u16,
+    pub order: u16,
+    pub payment: u16,
+    pub inventory: u16,
+    pub delivery: u16,
+    pub saga: u16,
+}
+
+impl Ports {
+    pub const DEFAULT: Ports = Ports {
+        store: 2113,
+        order: 8081,
+        payment: 8082,
+        inventory: 8083,
+        delivery: 8084,
+        saga: 8085,
+    };
+    pub const ANY: Ports = Ports {
+        store: 0,
+        order: 0,
+        payment: 0,
+        inventory: 0,
+        delivery: 0,
+        saga: 0,
+    };
+}
+
+impl ShopSettings {
+    pub fn new(data_dir: impl Into<PathBuf>, ports: Ports) -> ShopSettings {
+        ShopSettings {
+            data_dir: data_dir.into(),
+            store_url: None,
+            host: IpAddr::from([127, 0, 0, 1]),
+            ports,
+            due_period: Duration::from_secs(7 * 24 * 3600),
+            account: "DE02 1203 0000 0000 2020 51 (minimall demo)".to_string(),
+            calls: UpstreamSettings::new(""),
+            saga_retry_pause: Duration::from_millis(500),
+        }
+    }
+}
+
+/// One of the shop's services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Order,
+    Payment,
+    Inventory,
+    Delivery,
+    Saga,
+}
+
+/// The running shop.
+pub struct Shop {
+    settings: ShopSettings,
+    store: Option<estore::RunningStore>,
+    store_url: String,
+    order: Option<Running>,
+    payment: Option<Running>,
+    inventory: Option<Running>,
+    delivery: Option<Running>,
+    saga: Option<Running>,
+    /// Where each service listens (kept across restarts, so the others still find it).
+    addrs: [SocketAddr; 5],
+}
+
+const SERVICES: [Service; 5] = [
+    Service::Inventory,
+    Service::Payment,
+    Service::Delivery,
+    Service::Order,
+    Service::Saga,
+];
+
+fn index(service: Service) -> usize {
+    match service {
+        Service::Order => 0,
+        Service::Payment => 1,
+        Service::Inventory => 2,
+        Service::Delivery => 3,
+        Service::Saga => 4,
+    }
+}
+
+impl Shop {
+    /// Starts the store and every service, in an order where each finds those it calls.
+    pub async fn start(settings: ShopSettings) -> anyhow::Result<Shop> {
+        let (store, store_url) = match &settings.store_url {
+            Some(url) => (None, url.clone()),
+            None => {
+                let store = estore::start(estore::Settings {
+                    listen: SocketAddr::new(settings.host, settings.ports.store),
+                    data_dir: settings.data_dir.join("estore"),
+                    limits: estore::Limits::default(),
+                })
+                .await
+                .context("starting the event store")?;
+                let url = store.connection_string();
+                (Some(store), url)
+            }
+        };
+        let p = settings.ports;
+        let addr = |port| SocketAddr::new(settings.host, port);
+        let mut shop = Shop {
+            store,
+            store_url,
+            order: None,
+            payment: None,
+            inventory: None,
+            delivery: None,
+            saga: None,
+            addrs: [
+                addr(p.order),
+                addr(p.payment),
+                addr(p.inventory),
+                addr(p.delivery),
+                addr(p.saga),
+            ],
+            settings,
+        };
+        for service in SERVICES {
+            shop.start_service(service).await?;
+        }
+        Ok(shop)
+    }
+
+    pub fn store_url(&self) -> &str {
+        &self.store_url
+    }
+
+    pub fn url(&self, service: Service) -> String {
+        format!("http://{}", self.addrs[index(service)])
+    }
+
+    fn calls_to(&self, service: Service) -> UpstreamSettings {
+        UpstreamSettings {
+            base_url: self.url(service),
+            ..self.settings.calls.clone()
+        }
+    }
+
+    fn slot(&mut self, service: Service) -> &mut Option<Running> {
+        match service {
+            Service::Order => &mut self.order,
+            Service::Payment => &mut self.payment,
+            Service::Inventory => &mut self.inventory,
+            Service::Delivery => &mut self.delivery,
+            Service::Saga => &mut self.saga,
+        }
+    }
+
+    /// Starts a service (again) where it listened before.
+    pub async fn start_service(&mut self, service: Service) -> anyhow::Result<()> {
+        if self.slot(service).is_some() {
+            return Ok(());
+        }
+        let listen = self.addrs[index(service)];
+        let store_url = self.store_url.clone();
+        let running = match service {
+            Service::Order => {
+                order::build(order::Settings {
+                    listen,
+                    store_url,
+                    payment: self.calls_to(Service::Payment),
+                })
+                .await?
+            }
+            Service::Payment => {
+                payment::build(payment::Settings {
+                    listen,
+                    store_url,
+                    account: self.settings.account.clone(),
+                    due_period: self.settings.due_period,
+                })
+                .await?
+            }
+            Service::Inventory => {
+                inventory::build(inventory::Settings { listen, store_url }).await?
+            }
+            Service::Delivery => delivery::build(delivery::Settings { listen, store_url }).await?,
+            Service::Saga => {
+                saga::build(saga::Settings {
+                    order: self.calls_to(Service::Order),
+                    payment: self.calls_to(Service::Payment),
+                    inventory: self.calls_to(Service::Inventory),
+                    delivery: self.calls_to(Service::Delivery),
+                    retry_pause: self.settings.saga_retry_pause,
+                    ..saga::Settings::local(listen, store_url)
+                })
+                .await?
+            }
+        };
+        self.addrs[index(service)] = running.local_addr();
+        *self.slot(service) = Some(running);
+        Ok(())
+    }
+
+    /// Stops one service (its address is kept for its restart).
+    pub async fn stop_service(&mut self, service: Service) {
+        if let Some(running) = self.slot(service).take() {
+            running.stop().await;
+        }
+    }
+
+    /// Where each part listens, for people.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let mut parts = vec![("event store".to_string(), self.store_url.clone())];
+        for (name, service) in [
+            ("order", Service::Order),
+            ("payment", Service::Payment),
+            ("inventory", Service::Inventory),
+            ("delivery", Service::Delivery),
+            ("saga", Service::Saga),
+        ] {
+            parts.push((name.to_string(), self.url(service)));
+        }
+        parts
+    }
+
+    /// Stops everything: the services first, then the store they write to.
+    pub async fn stop(mut self) {
+        for service in SERVICES.into_iter().rev() {
+            self.stop_service(service).await;
+        }
+        if let Some(store) = self.store.take() {
+            store.stop().await;
+        }
+    }
+}
+
+/// The demo catalogue: fixed ids, so seeding again registers nothing twice.
+pub const DEMO_CATALOGUE: [(&str, &str, i64, i64); 3] = [
+    (
+        "6d1f2c1e-3b1a-4c55-9a57-0d2a4f1e9b01",
+        "Sencha green tea, 100 g",
+        1250,
+        50,
+    ),
+    (
+        "6d1f2c1e-3b1a-4c55-9a57-0d2a4f1e9b02",
+        "Stoneware tea cup",
+        1800,
+        20,
+    ),
+    (
+        "6d1f2c1e-3b1a-4c55-9a57-0d2a4f1e9b03",
+        "Cast-iron teapot",
+        6400,
+        5,
+    ),
+];
+
+/// Registers the demo catalogue through the inventory's API, as the seller. Products already
+/// registered are left as they are (their stock is not added again).
+pub async fn seed_demo_catalogue(inventory_url: &str) -> anyhow::Result<usize> {
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let mut registered = 0;
+    for (id, name, price, stock) in DEMO_CATALOGUE {
+        let response = http
+            .post(format!("{inventory_url}/products"))
+            .header(servicekit::ACTOR_HEADER, "seller:shop")
+            .json(&serde_json::json!({
+                "productId": id, "name": name, "price": price, "stock": stock
+            }))
+            .send()
+            .await
+            .context("seeding the demo catalogue")?;
+        match response.status().as_u16() {
+            201 => registered += 1,
+            200 | 409 => {}
+            status => anyhow::bail!("seeding {name} answered {status}"),
+        }
+    }
+    Ok(registered)
+}
