@@ -26,10 +26,10 @@ pub struct UpstreamSettings {
     pub backoff_ms: u64,
     /// Failed attempts in a row that open the breaker.
     pub breaker_failures_max: u32,
-    /// First pause of an open breaker, in milliseconds; it grows (jittered) while the service
-    /// keeps failing, up to `breaker_open_ms_max`.
-    pub breaker_open_ms: u64,
-    pub breaker_open_ms_max: u64,
+    /// First pause of an open breaker, in seconds (at least 1, failsafe's granularity); it grows
+    /// (jittered) while the service keeps failing, up to `breaker_open_s_max`.
+    pub breaker_open_s: u64,
+    pub breaker_open_s_max: u64,
 }
 
 impl UpstreamSettings {
@@ -40,8 +40,8 @@ impl UpstreamSettings {
             attempts_max: 3,
             backoff_ms: 50,
             breaker_failures_max: 5,
-            breaker_open_ms: 1_000,
-            breaker_open_ms_max: 10_000,
+            breaker_open_s: 1,
+            breaker_open_s_max: 10,
         }
     }
 }
@@ -91,11 +91,13 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(service: &'static str, settings: UpstreamSettings) -> Upstream {
+        // failsafe refuses pauses under a second (it panics): clamp rather than trust config.
+        let open_s = settings.breaker_open_s.max(1);
         let policy = failsafe::failure_policy::consecutive_failures(
-            settings.breaker_failures_max,
+            settings.breaker_failures_max.max(1),
             failsafe::backoff::equal_jittered(
-                Duration::from_millis(settings.breaker_open_ms),
-                Duration::from_millis(settings.breaker_open_ms_max),
+                Duration::from_secs(open_s),
+                Duration::from_secs(settings.breaker_open_s_max.max(open_s)),
             ),
         );
         let http = reqwest::Client::builder()

@@ -1,0 +1,262 @@
+//! A whole shop on 127.0.0.1 port 0 with a real embedded store in a temporary directory, and a
+//! small typed client over its HTTP APIs.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shop::{Ports, Service, Shop, ShopSettings};
+
+/// Longest wait for the saga to bring an order somewhere.
+pub const EVENTUALLY_MS_MAX: u64 = 20_000;
+
+pub struct TestShop {
+    pub shop: Shop,
+    pub http: reqwest::Client,
+    pub store: eventstore::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_shop() -> TestShop {
+    spawn_shop_with(|_| {}).await
+}
+
+pub async fn spawn_shop_with(configure: impl FnOnce(&mut ShopSettings)) -> TestShop {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = ShopSettings::new(dir.path(), Ports::ANY);
+    // Fast failure detection, so tests about services being down run in seconds.
+    settings.calls.timeout_ms = 1_000;
+    settings.calls.attempts_max = 2;
+    settings.calls.backoff_ms = 20;
+    settings.calls.breaker_failures_max = 3;
+    settings.calls.breaker_open_s = 1;
+    settings.calls.breaker_open_s_max = 1;
+    settings.saga_retry_pause = Duration::from_millis(100);
+    configure(&mut settings);
+    let shop = Shop::start(settings).await.unwrap();
+    let store = eventstore::Client::new(shop.store_url().parse().unwrap()).unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    TestShop {
+        shop,
+        http,
+        store,
+        _dir: dir,
+    }
+}
+
+/// An HTTP answer: status and JSON body (Null if none).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub content_type: String,
+}
+
+impl Answer {
+    pub fn problem_type(&self) -> &str {
+        self.body["type"].as_str().unwrap_or("")
+    }
+}
+
+impl TestShop {
+    pub async fn send(
+        &self,
+        service: Service,
+        method: reqwest::Method,
+        path: &str,
+        actor: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.shop.url(service), path));
+        if let Some(actor) = actor {
+            request = request.header("x-actor", actor);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        answer(response).await
+    }
+
+    pub async fn post(&self, service: Service, path: &str, actor: &str, body: Value) -> Answer {
+        self.send(
+            service,
+            reqwest::Method::POST,
+            path,
+            Some(actor),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn get(&self, service: Service, path: &str) -> Answer {
+        self.send(service, reqwest::Method::GET, path, None, None)
+            .await
+    }
+
+    /// Registers a product with stock; returns its id.
+    pub async fn product(&self, name: &str, price: i64, stock: i64) -> String {
+        let answer = self
+            .post(
+                Service::Inventory,
+                "/products",
+                "seller:shop",
+                json!({ "name": name, "price": price, "stock": stock }),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        answer.body["productId"].as_str().unwrap().to_string()
+    }
+
+    /// Places an order as `customer`; returns its id.
+    pub async fn place(&self, customer: &str, product_id: &str, quantity: i64) -> String {
+        let answer = self
+            .post(
+                Service::Order,
+                "/orders",
+                &format!("customer:{customer}"),
+                json!({ "productId": product_id, "quantity": quantity }),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        answer.body["orderId"].as_str().unwrap().to_string()
+    }
+
+    pub async fn confirm_deposit(&self, order_id: &str) -> Answer {
+        self.post(
+            Service::Payment,
+            &format!("/payments/{order_id}/deposit"),
+            "seller:shop",
+            json!({}),
+        )
+        .await
+    }
+
+    pub async fn cancel(&self, customer: &str, order_id: &str) -> Answer {
+        self.post(
+            Service::Order,
+            &format!("/orders/{order_id}/cancel"),
+            &format!("customer:{customer}"),
+            json!({}),
+        )
+        .await
+    }
+
+    pub async fn order(&self, order_id: &str) -> Answer {
+        self.get(Service::Order, &format!("/orders/{order_id}"))
+            .await
+    }
+
+    pub async fn payment(&self, order_id: &str) -> Answer {
+        self.get(Service::Payment, &format!("/payments/{order_id}"))
+            .await
+    }
+
+    pub async fn delivery(&self, order_id: &str) -> Answer {
+        self.get(Service::Delivery, &format!("/deliveries/{order_id}"))
+            .await
+    }
+
+    pub async fn stock(&self, product_id: &str) -> u64 {
+        let answer = self
+            .get(Service::Inventory, &format!("/products/{product_id}"))
+            .await;
+        answer.body["stock"].as_u64().unwrap()
+    }
+
+    /// Waits until the payment for the order is open.
+    pub async fn payment_opened(&self, order_id: &str) {
+        eventually("the payment opens", || async {
+            self.payment(order_id).await.status == 200
+        })
+        .await;
+    }
+
+    /// Waits until the order has `status`.
+    pub async fn order_reaches(&self, order_id: &str, status: &str) -> Answer {
+        eventually(&format!("order {order_id} reaches {status}"), || async {
+            self.order(order_id).await.body["status"] == status
+        })
+        .await;
+        self.order(order_id).await
+    }
+
+    /// Every event of a stream: type, data and metadata.
+    pub async fn events(&self, stream: &str) -> Vec<Stored> {
+        let options = eventstore::ReadStreamOptions::default();
+        let mut reader = match self.store.read_stream(stream, &options).await {
+            Ok(reader) => reader,
+            Err(_) => return Vec::new(),
+        };
+        let mut events = Vec::new();
+        while let Ok(Some(resolved)) = reader.next().await {
+            let e = resolved.get_original_event();
+            events.push(Stored {
+                event_type: e.event_type.clone(),
+                id: e.id.to_string(),
+                data: serde_json::from_slice(&e.data).unwrap_or(Value::Null),
+                metadata: serde_json::from_slice(&e.custom_metadata).unwrap_or(Value::Null),
+            });
+        }
+        events
+    }
+
+    pub async fn event_types(&self, stream: &str) -> Vec<String> {
+        self.events(stream)
+            .await
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
+    /// Waits until the saga has handled everything it has read.
+    pub async fn saga_settled(&self) {
+        eventually("the saga settles", || async {
+            let status = self.get(Service::Saga, "/saga/status").await.body;
+            status["caughtUp"] == true && status["pendingEvents"] == status["depositTimers"]
+        })
+        .await;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub event_type: String,
+    pub id: String,
+    pub data: Value,
+    pub metadata: Value,
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = response.bytes().await.unwrap();
+    Answer {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        content_type,
+    }
+}
+
+/// Polls `check` until it holds, or fails the test after `EVENTUALLY_MS_MAX`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(EVENTUALLY_MS_MAX);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

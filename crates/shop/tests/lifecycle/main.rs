@@ -1,0 +1,6 @@
+//! The order lifecycle end to end, black box over HTTP: the whole shop on 127.0.0.1 port 0 with
+//! the real embedded event store (issue 3, tests 1-12).
+
+mod bad_input;
+mod happy_path;
+mod helpers;
