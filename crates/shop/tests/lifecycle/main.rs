@@ -2,5 +2,7 @@
 //! the real embedded event store (issue 3, tests 1-12).
 
 mod bad_input;
+mod cancel;
 mod happy_path;
 mod helpers;
+mod stock;
