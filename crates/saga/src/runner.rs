@@ -56,17 +56,23 @@ struct Work {
 #[derive(Default)]
 struct Tracker {
     pending: VecDeque<(LogPosition, bool)>,
+    /// Entries of `pending` not done yet.
+    unfinished: usize,
     committed: Option<LogPosition>,
 }
 
 impl Tracker {
     fn dispatch(&mut self, position: LogPosition) {
         self.pending.push_back((position, false));
+        self.unfinished += 1;
     }
 
     fn finish(&mut self, position: LogPosition) {
         if let Ok(i) = self.pending.binary_search_by_key(&position, |(p, _)| *p) {
-            self.pending[i].1 = true;
+            if !self.pending[i].1 {
+                self.pending[i].1 = true;
+                self.unfinished -= 1;
+            }
         }
         while let Some((position, true)) = self.pending.front().copied() {
             self.committed = Some(position);
@@ -364,16 +370,19 @@ async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
 struct Status {
     caught_up: bool,
     checkpoint: Option<LogPosition>,
+    /// Events read since the checkpoint (held back by the oldest unfinished one).
     pending_events: usize,
+    /// Events being handled, or waiting for a deposit timer.
+    unfinished_events: usize,
     deposit_timers: usize,
     /// Services whose circuit breaker is open: the saga waits for them.
     breakers_open: Vec<&'static str>,
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
-    let (checkpoint, pending_events) = {
+    let (checkpoint, pending_events, unfinished_events) = {
         let tracker = lock(&shared.tracker);
-        (tracker.committed, tracker.pending.len())
+        (tracker.committed, tracker.pending.len(), tracker.unfinished)
     };
     let services = &shared.services;
     let breakers_open = [
@@ -390,6 +399,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
         caught_up: shared.caught_up.load(Ordering::Acquire),
         checkpoint,
         pending_events,
+        unfinished_events,
         deposit_timers: lock(&shared.deadlines).len(),
         breakers_open,
     })

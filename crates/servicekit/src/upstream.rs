@@ -26,8 +26,9 @@ pub struct UpstreamSettings {
     pub backoff_ms: u64,
     /// Failed attempts in a row that open the breaker.
     pub breaker_failures_max: u32,
-    /// First pause of an open breaker, in seconds (at least 1, failsafe's granularity); it grows
-    /// (jittered) while the service keeps failing, up to `breaker_open_s_max`.
+    /// Pause of an open breaker, in seconds: failsafe jitters it in whole seconds between half
+    /// of it and all of it, so it is at least 2. It doubles while the service keeps failing, up
+    /// to `breaker_open_s_max`.
     pub breaker_open_s: u64,
     pub breaker_open_s_max: u64,
 }
@@ -40,8 +41,8 @@ impl UpstreamSettings {
             attempts_max: 3,
             backoff_ms: 50,
             breaker_failures_max: 5,
-            breaker_open_s: 1,
-            breaker_open_s_max: 10,
+            breaker_open_s: 2,
+            breaker_open_s_max: 16,
         }
     }
 }
@@ -91,8 +92,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(service: &'static str, settings: UpstreamSettings) -> Upstream {
-        // failsafe refuses pauses under a second (it panics): clamp rather than trust config.
-        let open_s = settings.breaker_open_s.max(1);
+        // failsafe panics on pauses under a second and jitters in whole seconds within
+        // [s/2, s]: below 2 s the breaker would open for 0 s. Clamp rather than trust config.
+        let open_s = settings.breaker_open_s.max(2);
         let policy = failsafe::failure_policy::consecutive_failures(
             settings.breaker_failures_max.max(1),
             failsafe::backoff::equal_jittered(

@@ -22,6 +22,12 @@ pub async fn spawn_shop() -> TestShop {
 }
 
 pub async fn spawn_shop_with(configure: impl FnOnce(&mut ShopSettings)) -> TestShop {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
+            .with_test_writer()
+            .try_init();
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ShopSettings::new(dir.path(), Ports::ANY);
     // Fast failure detection, so tests about services being down run in seconds.
@@ -29,8 +35,8 @@ pub async fn spawn_shop_with(configure: impl FnOnce(&mut ShopSettings)) -> TestS
     settings.calls.attempts_max = 2;
     settings.calls.backoff_ms = 20;
     settings.calls.breaker_failures_max = 3;
-    settings.calls.breaker_open_s = 1;
-    settings.calls.breaker_open_s_max = 1;
+    settings.calls.breaker_open_s = 2;
+    settings.calls.breaker_open_s_max = 2;
     settings.saga_retry_pause = Duration::from_millis(100);
     configure(&mut settings);
     let shop = Shop::start(settings).await.unwrap();
@@ -211,11 +217,11 @@ impl TestShop {
             .collect()
     }
 
-    /// Waits until the saga has handled everything it has read.
+    /// Waits until the saga has handled everything it has read (but deposits it waits for).
     pub async fn saga_settled(&self) {
         eventually("the saga settles", || async {
             let status = self.get(Service::Saga, "/saga/status").await.body;
-            status["caughtUp"] == true && status["pendingEvents"] == status["depositTimers"]
+            status["caughtUp"] == true && status["unfinishedEvents"] == status["depositTimers"]
         })
         .await;
     }

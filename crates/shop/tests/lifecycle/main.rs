@@ -5,4 +5,6 @@ mod bad_input;
 mod cancel;
 mod happy_path;
 mod helpers;
+mod outages;
+mod receipt_and_overdue;
 mod stock;

@@ -1,0 +1,125 @@
+//! Tests 7-9: services down, and the saga replaying from an older checkpoint (SPEC N2, N1, §4.4).
+
+use std::time::Duration;
+
+use eventstore::{AppendToStreamOptions, EventData, ExpectedRevision};
+use shop::Service;
+
+use crate::helpers::*;
+
+/// Test 7.
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_are_accepted_while_payment_is_down_and_payments_open_when_it_is_back() {
+    let mut t = spawn_shop().await;
+    let product = t.product("Green tea", 1250, 10).await;
+    t.shop.stop_service(Service::Payment).await;
+
+    let order = t.place("alice", &product, 1).await;
+    // The saga keeps trying; nothing is lost and nothing is given up.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(t.order(&order).await.body["status"], "OrderPlaced");
+    assert!(t.events(&format!("payment-{order}")).await.is_empty());
+
+    t.shop.start_service(Service::Payment).await.unwrap();
+    t.payment_opened(&order).await;
+    assert_eq!(t.payment(&order).await.body["status"], "AwaitingDeposit");
+    t.shop.stop().await;
+}
+
+/// Test 8.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_inventory_down_the_breaker_opens_nothing_is_compensated_and_the_order_goes_on() {
+    let mut t = spawn_shop().await;
+    let product = t.product("Green tea", 1250, 10).await;
+    let order = t.place("alice", &product, 1).await;
+    t.payment_opened(&order).await;
+    t.shop.stop_service(Service::Inventory).await;
+
+    assert_eq!(t.confirm_deposit(&order).await.status, 201);
+    eventually("the saga's breaker for inventory opens", || async {
+        let status = t.get(Service::Saga, "/saga/status").await.body;
+        status["breakersOpen"]
+            .as_array()
+            .is_some_and(|open| open.iter().any(|s| s == "inventory"))
+    })
+    .await;
+    // Unreachable is not "out of stock": no compensation.
+    assert_eq!(t.order(&order).await.body["status"], "OrderPlaced");
+    assert_eq!(t.payment(&order).await.body["status"], "DepositConfirmed");
+    assert!(!t
+        .event_types(&format!("saga-{order}"))
+        .await
+        .contains(&"CompensationStarted".to_string()));
+
+    t.shop.start_service(Service::Inventory).await.unwrap();
+    t.order_reaches(&order, "Shipping").await;
+    assert_eq!(t.stock(&product).await, 9);
+    t.shop.stop().await;
+}
+
+/// Test 9: the saga stopped mid-flight and restarted from an older checkpoint produces no
+/// second stock decrease, payment or delivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saga_replaying_from_an_older_checkpoint_has_no_second_effect() {
+    let mut t = spawn_shop().await;
+    let product = t.product("Green tea", 1250, 100).await;
+    let shipped = t.place("alice", &product, 2).await;
+    let cancelled = t.place("bob", &product, 1).await;
+    let in_flight = t.place("carol", &product, 3).await;
+    let waiting = t.place("dave", &product, 1).await;
+    for order in [&shipped, &cancelled, &in_flight, &waiting] {
+        t.payment_opened(order).await;
+    }
+    assert_eq!(t.confirm_deposit(&shipped).await.status, 201);
+    assert_eq!(t.cancel("bob", &cancelled).await.status, 201);
+    t.order_reaches(&shipped, "Shipping").await;
+    t.saga_settled().await;
+
+    // Mid-flight: a deposit confirmed just as the saga stops.
+    assert_eq!(t.confirm_deposit(&in_flight).await.status, 201);
+    t.shop.stop_service(Service::Saga).await;
+
+    // Rewind: the checkpoint goes back to the start of the log.
+    let rewind = EventData::json(
+        "CheckpointStored",
+        &serde_json::json!({ "commit": 0, "prepare": 0 }),
+    )
+    .unwrap();
+    t.store
+        .append_to_stream(
+            "saga-checkpoint",
+            &AppendToStreamOptions::default().expected_revision(ExpectedRevision::Any),
+            rewind,
+        )
+        .await
+        .unwrap();
+    t.shop.start_service(Service::Saga).await.unwrap();
+    t.order_reaches(&in_flight, "Shipping").await;
+    assert_eq!(t.confirm_deposit(&waiting).await.status, 201);
+    t.order_reaches(&waiting, "Shipping").await;
+    t.saga_settled().await;
+
+    let count = |types: Vec<String>, wanted: &str| types.iter().filter(|t| *t == wanted).count();
+    let product_events = t.event_types(&format!("product-{product}")).await;
+    assert_eq!(
+        count(product_events.clone(), "QtyDecreased"),
+        3,
+        "{product_events:?}"
+    );
+    assert_eq!(count(product_events, "QtyIncreased"), 0);
+    assert_eq!(t.stock(&product).await, 100 - 2 - 3 - 1);
+    for order in [&shipped, &cancelled, &in_flight, &waiting] {
+        let payments = t.event_types(&format!("payment-{order}")).await;
+        assert_eq!(count(payments, "PayPlaced"), 1);
+        let deliveries = t.event_types(&format!("delivery-{order}")).await;
+        assert!(deliveries.len() <= 1, "{deliveries:?}");
+        // The saga recorded each step once.
+        let mut steps = t.event_types(&format!("saga-{order}")).await;
+        let recorded = steps.len();
+        steps.sort();
+        steps.dedup();
+        assert_eq!(steps.len(), recorded, "a step recorded twice for {order}");
+    }
+    assert_eq!(t.order(&cancelled).await.body["status"], "Cancelled");
+    t.shop.stop().await;
+}

@@ -1,0 +1,72 @@
+//! Tests 10-11: receipt only after shipping; a deposit that never comes.
+
+use std::time::Duration;
+
+use serde_json::json;
+use shop::Service;
+
+use crate::helpers::*;
+
+/// Test 10.
+#[tokio::test(flavor = "multi_thread")]
+async fn receipt_before_shipping_is_refused_and_after_it_closes_the_order() {
+    let t = spawn_shop().await;
+    let product = t.product("Green tea", 1250, 10).await;
+    let order = t.place("alice", &product, 1).await;
+    t.payment_opened(&order).await;
+    let receipt = |customer: &'static str| {
+        let path = format!("/orders/{order}/receipt");
+        let t = &t;
+        async move {
+            t.post(
+                Service::Order,
+                &path,
+                &format!("customer:{customer}"),
+                json!({}),
+            )
+            .await
+        }
+    };
+
+    let early = receipt("alice").await;
+    assert_eq!(early.status, 409, "{early:?}");
+    assert_eq!(early.problem_type(), "/problems/not-shipped-yet");
+
+    assert_eq!(t.confirm_deposit(&order).await.status, 201);
+    t.order_reaches(&order, "Shipping").await;
+    assert_eq!(receipt("bob").await.status, 404, "another customer's order");
+    let closed = receipt("alice").await;
+    assert_eq!(closed.status, 201, "{closed:?}");
+    assert_eq!(closed.body["status"], "Closed");
+    // Confirming again is harmless.
+    assert_eq!(receipt("alice").await.status, 200);
+    t.saga_settled().await;
+    assert_eq!(
+        t.event_types(&format!("saga-{order}"))
+            .await
+            .last()
+            .unwrap(),
+        "SagaCompleted"
+    );
+    t.shop.stop().await;
+}
+
+/// Test 11.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overdue_deposit_cancels_the_order() {
+    let t = spawn_shop_with(|s| s.due_period = Duration::from_secs(1)).await;
+    let product = t.product("Green tea", 1250, 10).await;
+    let order = t.place("alice", &product, 1).await;
+
+    let cancelled = t.order_reaches(&order, "Cancelled").await;
+    assert_eq!(cancelled.body["cancelReason"], "DepositOverdue");
+    let payment = t.payment(&order).await.body;
+    assert_eq!(payment["status"], "Cancelled");
+    assert_eq!(payment["refund"], false);
+    // Too late to pay now.
+    assert_eq!(t.confirm_deposit(&order).await.status, 409);
+    t.saga_settled().await;
+    assert_eq!(t.stock(&product).await, 10);
+    assert!(t.events(&format!("delivery-{order}")).await.is_empty());
+    t.shop.stop().await;
+}
