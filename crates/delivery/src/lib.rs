@@ -14,23 +14,15 @@ use axum::routing::post;
 use axum::Router;
 use chrono::Utc;
 use domain::delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryState};
-use domain::{CustomerId, OrderId, ProductId, Quantity, ValueError};
-use eventlog::{ActorKind, EventLog, ExecuteError, LogError};
+use domain::{CustomerId, OrderId, ProductId, Quantity};
+use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{Caller, Json, Problem, Readiness, Running};
+use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub store_url: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
-    #[error(transparent)]
-    Log(#[from] LogError),
 }
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
@@ -47,43 +39,14 @@ fn stream(order_id: OrderId) -> String {
     format!("delivery-{order_id}")
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    #[error(transparent)]
-    Refused(#[from] DeliveryError),
-    #[error(transparent)]
-    Invalid(#[from] ValueError),
-    #[error(transparent)]
-    Problem(#[from] Problem),
-    #[error("too many concurrent changes")]
-    Busy,
-    #[error(transparent)]
-    Log(#[from] LogError),
-}
-
-impl From<ExecuteError<DeliveryError>> for ApiError {
-    fn from(e: ExecuteError<DeliveryError>) -> ApiError {
-        match e {
-            ExecuteError::Rejected(e) => ApiError::Refused(e),
-            ExecuteError::Conflict => ApiError::Busy,
-            ExecuteError::Log(e) => ApiError::Log(e),
+/// The delivery's refusals as answers.
+fn refusal(e: DeliveryError) -> Problem {
+    let detail = e.to_string();
+    match e {
+        DeliveryError::NotStarted => Problem::not_found(detail),
+        DeliveryError::OtherOrder => {
+            Problem::conflict("other-order", "Another order's delivery", detail)
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = match self {
-            ApiError::Refused(e @ DeliveryError::NotStarted) => Problem::not_found(e.to_string()),
-            ApiError::Refused(e @ DeliveryError::OtherOrder) => {
-                Problem::conflict("other-order", "Another order's delivery", e.to_string())
-            }
-            ApiError::Invalid(e) => Problem::invalid(e.to_string()),
-            ApiError::Problem(p) => p,
-            ApiError::Busy => Problem::unavailable("the delivery is changing too fast; retry", 1),
-            ApiError::Log(e) => Problem::internal(&e),
-        };
-        problem.into_response()
     }
 }
 
@@ -118,7 +81,8 @@ async fn run(
     let stream = stream(order_id);
     let executed = log
         .execute::<Delivery>(&stream, command, &caller.metadata(order_id.as_uuid()))
-        .await?;
+        .await
+        .map_err(|e| ApiError::from_execute(e, refusal))?;
     let state = log.load::<Delivery>(&stream).await?.state;
     let status = if executed.events.is_empty() {
         StatusCode::OK
@@ -155,7 +119,7 @@ async fn start(
 }
 
 fn order_id(text: &str) -> Result<OrderId, ApiError> {
-    OrderId::parse(text).map_err(|e| ApiError::Problem(Problem::not_found(e.to_string())))
+    OrderId::parse(text).map_err(|e| Problem::not_found(e.to_string()).into())
 }
 
 async fn one(
@@ -165,7 +129,7 @@ async fn one(
     let order_id = self::order_id(&order_id)?;
     let loaded = log.load::<Delivery>(&stream(order_id)).await?;
     if loaded.state == DeliveryState::NotStarted {
-        return Err(DeliveryError::NotStarted.into());
+        return Err(refusal(DeliveryError::NotStarted).into());
     }
     Ok(axum::Json(view(order_id, loaded.state, loaded.revision)))
 }

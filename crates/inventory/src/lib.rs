@@ -17,25 +17,17 @@ use axum::Router;
 use chrono::Utc;
 use domain::catalogue::CatalogueEntry;
 use domain::product::{Product, ProductCommand, ProductError, ProductState};
-use domain::{Money, OrderId, ProductId, ProductName, Quantity, ValueError};
+use domain::{Money, OrderId, ProductId, ProductName, Quantity};
 use eventlog::catalogue::CatalogueView;
-use eventlog::{ActorKind, EventLog, ExecuteError, LogError};
+use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{Caller, Json, Problem, Readiness, Running};
+use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     /// The event store's connection string.
     pub store_url: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
-    #[error(transparent)]
-    Log(#[from] LogError),
 }
 
 #[derive(Clone)]
@@ -70,60 +62,26 @@ fn stream(product_id: ProductId) -> String {
     format!("product-{product_id}")
 }
 
-/// Everything this service answers with when a request fails.
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    #[error(transparent)]
-    Refused(#[from] ProductError),
-    #[error(transparent)]
-    Invalid(#[from] ValueError),
-    #[error(transparent)]
-    Problem(#[from] Problem),
-    #[error("too many concurrent changes")]
-    Busy,
-    #[error(transparent)]
-    Log(#[from] LogError),
-}
-
-impl From<ExecuteError<ProductError>> for ApiError {
-    fn from(e: ExecuteError<ProductError>) -> ApiError {
-        match e {
-            ExecuteError::Rejected(e) => ApiError::Refused(e),
-            ExecuteError::Conflict => ApiError::Busy,
-            ExecuteError::Log(e) => ApiError::Log(e),
+/// The product's refusals as answers.
+fn refusal(e: ProductError) -> Problem {
+    let detail = e.to_string();
+    match e {
+        ProductError::NotRegistered => Problem::not_found(detail),
+        ProductError::AlreadyRegisteredDifferently => {
+            Problem::conflict("already-registered", "Already registered", detail)
+        }
+        ProductError::OutOfStock { .. } => {
+            Problem::conflict("out-of-stock", "Out of stock", detail)
+        }
+        ProductError::StockFull => Problem::invalid(detail),
+        ProductError::AlreadyGivenBack => {
+            Problem::conflict("already-given-back", "Stock already given back", detail)
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = match self {
-            ApiError::Refused(e) => match e {
-                ProductError::NotRegistered => Problem::not_found(e.to_string()),
-                ProductError::AlreadyRegisteredDifferently => {
-                    Problem::conflict("already-registered", "Already registered", e.to_string())
-                }
-                ProductError::OutOfStock { .. } => {
-                    Problem::conflict("out-of-stock", "Out of stock", e.to_string())
-                }
-                ProductError::StockFull => Problem::invalid(e.to_string()),
-                ProductError::AlreadyGivenBack => Problem::conflict(
-                    "already-given-back",
-                    "Stock already given back",
-                    e.to_string(),
-                ),
-            },
-            ApiError::Invalid(e) => Problem::invalid(e.to_string()),
-            ApiError::Problem(p) => p,
-            ApiError::Busy => Problem::unavailable("the product is changing too fast; retry", 1),
-            ApiError::Log(e) => Problem::internal(&e),
-        };
-        problem.into_response()
-    }
-}
-
 fn product_id(text: &str) -> Result<ProductId, ApiError> {
-    ProductId::parse(text).map_err(|e| ApiError::Problem(Problem::not_found(e.to_string())))
+    ProductId::parse(text).map_err(|e| Problem::not_found(e.to_string()).into())
 }
 
 #[derive(Deserialize)]
@@ -195,7 +153,8 @@ async fn register(
             command,
             &caller.metadata(product_id.as_uuid()),
         )
-        .await?;
+        .await
+        .map_err(|e| ApiError::from_execute(e, refusal))?;
     let status = if executed.events.is_empty() {
         StatusCode::OK
     } else {
@@ -227,7 +186,7 @@ async fn one(
     let product_id = self::product_id(&product_id)?;
     let loaded = app.log.load::<Product>(&stream(product_id)).await?;
     match loaded.state {
-        ProductState::NotRegistered => Err(ProductError::NotRegistered.into()),
+        ProductState::NotRegistered => Err(refusal(ProductError::NotRegistered).into()),
         ProductState::Registered(r) => Ok(axum::Json(ProductView {
             product_id,
             name: r.name.as_str().to_string(),
@@ -314,7 +273,8 @@ async fn change(
     let executed = app
         .log
         .execute::<Product>(&stream, command, &caller.metadata(correlation_id))
-        .await?;
+        .await
+        .map_err(|e| ApiError::from_execute(e, refusal))?;
     // The stock after the change: from the last event if one was written, else as it stands.
     let stock = match executed.events.last() {
         Some(domain::product::ProductEvent::StockAdded(e)) => e.stock_after,

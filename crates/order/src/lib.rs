@@ -18,12 +18,13 @@ use axum::Router;
 use chrono::Utc;
 use domain::order::{Order, OrderCommand, OrderError, OrderState};
 use domain::product::{Product, ProductState};
-use domain::{CancelReason, CustomerId, Money, OrderId, ProductId, Quantity, ValueError};
+use domain::{CancelReason, CustomerId, Money, OrderId, ProductId, Quantity};
 use eventlog::catalogue::CatalogueView;
-use eventlog::{ActorKind, EventLog, ExecuteError, LogError};
+use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
 use servicekit::{
-    CallError, Caller, Json, Problem, Readiness, Running, Upstream, UpstreamSettings,
+    ApiError, CallError, Caller, Json, Problem, Readiness, Running, StartError, Upstream,
+    UpstreamSettings,
 };
 
 #[derive(Debug, Clone)]
@@ -32,14 +33,6 @@ pub struct Settings {
     pub store_url: String,
     /// The payment service, asked whether a customer's cancel may go ahead.
     pub payment: UpstreamSettings,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
-    #[error(transparent)]
-    Log(#[from] LogError),
 }
 
 #[derive(Clone)]
@@ -78,69 +71,31 @@ fn stream(order_id: OrderId) -> String {
     format!("order-{order_id}")
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    #[error(transparent)]
-    Refused(#[from] OrderError),
-    #[error(transparent)]
-    Invalid(#[from] ValueError),
-    #[error(transparent)]
-    Problem(#[from] Problem),
-    #[error("too many concurrent changes")]
-    Busy,
-    #[error(transparent)]
-    Log(#[from] LogError),
-}
-
-impl From<ExecuteError<OrderError>> for ApiError {
-    fn from(e: ExecuteError<OrderError>) -> ApiError {
-        match e {
-            ExecuteError::Rejected(e) => ApiError::Refused(e),
-            ExecuteError::Conflict => ApiError::Busy,
-            ExecuteError::Log(e) => ApiError::Log(e),
+/// The order's refusals as answers.
+fn refusal(e: OrderError) -> Problem {
+    let detail = e.to_string();
+    match e {
+        // Another customer's order is answered as if it did not exist.
+        OrderError::NotPlaced | OrderError::NotYourOrder => Problem::not_found("no such order"),
+        OrderError::AlreadyPlacedDifferently => {
+            Problem::conflict("already-placed", "Order already placed", detail)
+        }
+        OrderError::AmountTooLarge => Problem::invalid(detail),
+        OrderError::Cancelled => {
+            Problem::conflict("order-cancelled", "The order is cancelled", detail)
+        }
+        OrderError::Closed => Problem::conflict("order-closed", "The order is closed", detail),
+        OrderError::AlreadyShipped => {
+            Problem::conflict("already-shipped", "The parcel has left", detail)
+        }
+        OrderError::NotShippedYet => {
+            Problem::conflict("not-shipped-yet", "Not shipped yet", detail)
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = match self {
-            ApiError::Refused(e) => {
-                let detail = e.to_string();
-                match e {
-                    // Another customer's order is answered as if it did not exist.
-                    OrderError::NotPlaced | OrderError::NotYourOrder => {
-                        Problem::not_found("no such order")
-                    }
-                    OrderError::AlreadyPlacedDifferently => {
-                        Problem::conflict("already-placed", "Order already placed", detail)
-                    }
-                    OrderError::AmountTooLarge => Problem::invalid(detail),
-                    OrderError::Cancelled => {
-                        Problem::conflict("order-cancelled", "The order is cancelled", detail)
-                    }
-                    OrderError::Closed => {
-                        Problem::conflict("order-closed", "The order is closed", detail)
-                    }
-                    OrderError::AlreadyShipped => {
-                        Problem::conflict("already-shipped", "The parcel has left", detail)
-                    }
-                    OrderError::NotShippedYet => {
-                        Problem::conflict("not-shipped-yet", "Not shipped yet", detail)
-                    }
-                }
-            }
-            ApiError::Invalid(e) => Problem::invalid(e.to_string()),
-            ApiError::Problem(p) => p,
-            ApiError::Busy => Problem::unavailable("the order is changing too fast; retry", 1),
-            ApiError::Log(e) => Problem::internal(&e),
-        };
-        problem.into_response()
-    }
-}
-
 fn order_id(text: &str) -> Result<OrderId, ApiError> {
-    OrderId::parse(text).map_err(|_| ApiError::Problem(Problem::not_found("no such order")))
+    OrderId::parse(text).map_err(|_| Problem::not_found("no such order").into())
 }
 
 fn customer(caller: &Caller, action: &str) -> Result<CustomerId, ApiError> {
@@ -198,14 +153,16 @@ async fn run(
     let executed = app
         .log
         .execute::<Order>(&stream, command, &caller.metadata(order_id.as_uuid()))
-        .await?;
+        .await
+        .map_err(|e| ApiError::from_execute(e, refusal))?;
     let loaded = app.log.load::<Order>(&stream).await?;
     let status = if executed.events.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    let body = view(&loaded.state, loaded.revision).ok_or(OrderError::NotPlaced)?;
+    let body =
+        view(&loaded.state, loaded.revision).ok_or_else(|| refusal(OrderError::NotPlaced))?;
     Ok((status, axum::Json(body)).into_response())
 }
 
@@ -267,7 +224,7 @@ async fn one(
     let order_id = self::order_id(&order_id)?;
     let loaded = app.log.load::<Order>(&stream(order_id)).await?;
     Ok(axum::Json(
-        view(&loaded.state, loaded.revision).ok_or(OrderError::NotPlaced)?,
+        view(&loaded.state, loaded.revision).ok_or_else(|| refusal(OrderError::NotPlaced))?,
     ))
 }
 
@@ -310,13 +267,15 @@ async fn customer_may_cancel(
     customer_id: &CustomerId,
 ) -> Result<(), ApiError> {
     let state = app.log.load::<Order>(&stream(order_id)).await?.state;
-    let placed = state.placed().ok_or(OrderError::NotPlaced)?;
+    let placed = state
+        .placed()
+        .ok_or_else(|| refusal(OrderError::NotPlaced))?;
     if &placed.customer_id != customer_id {
-        return Err(OrderError::NotYourOrder.into());
+        return Err(refusal(OrderError::NotYourOrder).into());
     }
     match state {
-        OrderState::Shipped(_) => Err(OrderError::AlreadyShipped.into()),
-        OrderState::Closed(_) => Err(OrderError::Closed.into()),
+        OrderState::Shipped(_) => Err(refusal(OrderError::AlreadyShipped).into()),
+        OrderState::Closed(_) => Err(refusal(OrderError::Closed).into()),
         _ => Ok(()),
     }
 }

@@ -18,10 +18,10 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use domain::payment::{Payment, PaymentCommand, PaymentError, PaymentState};
-use domain::{CancelReason, Money, OrderId, ValueError};
-use eventlog::{ActorKind, EventLog, ExecuteError, LogError};
+use domain::{CancelReason, Money, OrderId};
+use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{Caller, Json, Problem, Readiness, Running};
+use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -31,14 +31,6 @@ pub struct Settings {
     pub account: String,
     /// Time a customer has to pay after ordering.
     pub due_period: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
-    #[error(transparent)]
-    Log(#[from] LogError),
 }
 
 #[derive(Clone)]
@@ -75,62 +67,28 @@ fn deposit_reference(order_id: OrderId) -> String {
     format!("MM-{}", &hex[..12])
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    #[error(transparent)]
-    Refused(#[from] PaymentError),
-    #[error(transparent)]
-    Invalid(#[from] ValueError),
-    #[error(transparent)]
-    Problem(#[from] Problem),
-    #[error("too many concurrent changes")]
-    Busy,
-    #[error(transparent)]
-    Log(#[from] LogError),
-}
-
-impl From<ExecuteError<PaymentError>> for ApiError {
-    fn from(e: ExecuteError<PaymentError>) -> ApiError {
-        match e {
-            ExecuteError::Rejected(e) => ApiError::Refused(e),
-            ExecuteError::Conflict => ApiError::Busy,
-            ExecuteError::Log(e) => ApiError::Log(e),
+/// The payment's refusals as answers.
+fn refusal(e: PaymentError) -> Problem {
+    let detail = e.to_string();
+    match e {
+        PaymentError::NotOpened => Problem::not_found(detail),
+        PaymentError::AlreadyOpenedDifferently => {
+            Problem::conflict("already-opened", "Payment already opened", detail)
+        }
+        PaymentError::DepositAlreadyConfirmed => {
+            Problem::conflict("deposit-confirmed", "Deposit already confirmed", detail)
+        }
+        PaymentError::Cancelled => {
+            Problem::conflict("payment-cancelled", "Payment cancelled", detail)
+        }
+        PaymentError::NotDueYet => {
+            Problem::conflict("not-due-yet", "The deposit is not due yet", detail)
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = match self {
-            ApiError::Refused(e) => {
-                let detail = e.to_string();
-                match e {
-                    PaymentError::NotOpened => Problem::not_found(detail),
-                    PaymentError::AlreadyOpenedDifferently => {
-                        Problem::conflict("already-opened", "Payment already opened", detail)
-                    }
-                    PaymentError::DepositAlreadyConfirmed => {
-                        Problem::conflict("deposit-confirmed", "Deposit already confirmed", detail)
-                    }
-                    PaymentError::Cancelled => {
-                        Problem::conflict("payment-cancelled", "Payment cancelled", detail)
-                    }
-                    PaymentError::NotDueYet => {
-                        Problem::conflict("not-due-yet", "The deposit is not due yet", detail)
-                    }
-                }
-            }
-            ApiError::Invalid(e) => Problem::invalid(e.to_string()),
-            ApiError::Problem(p) => p,
-            ApiError::Busy => Problem::unavailable("the payment is changing too fast; retry", 1),
-            ApiError::Log(e) => Problem::internal(&e),
-        };
-        problem.into_response()
-    }
-}
-
 fn order_id(text: &str) -> Result<OrderId, ApiError> {
-    OrderId::parse(text).map_err(|e| ApiError::Problem(Problem::not_found(e.to_string())))
+    OrderId::parse(text).map_err(|e| Problem::not_found(e.to_string()).into())
 }
 
 #[derive(Serialize)]
@@ -179,7 +137,8 @@ async fn run(
     let executed = app
         .log
         .execute::<Payment>(&stream, command, &caller.metadata(order_id.as_uuid()))
-        .await?;
+        .await
+        .map_err(|e| ApiError::from_execute(e, refusal))?;
     let loaded = app.log.load::<Payment>(&stream).await?;
     let status = if executed.events.is_empty() {
         StatusCode::OK
@@ -227,7 +186,7 @@ async fn one(
     let order_id = self::order_id(&order_id)?;
     let loaded = app.log.load::<Payment>(&stream(order_id)).await?;
     if loaded.state == PaymentState::NotOpened {
-        return Err(PaymentError::NotOpened.into());
+        return Err(refusal(PaymentError::NotOpened).into());
     }
     Ok(axum::Json(view(order_id, &loaded.state, loaded.revision)))
 }

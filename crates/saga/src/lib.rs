@@ -17,7 +17,7 @@ mod runner;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use eventlog::LogError;
+pub use servicekit::StartError;
 use servicekit::{Running, UpstreamSettings};
 
 pub use checkpoint::{CheckpointStored, CHECKPOINT_STREAM};
@@ -51,14 +51,6 @@ impl Settings {
             checkpoint_interval: Duration::from_secs(1),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
-    #[error(transparent)]
-    Log(#[from] LogError),
 }
 
 /// Starts the saga and its status endpoint; `listen` may use port 0.

@@ -5,11 +5,13 @@
 //!
 //! It must not: know any service's routes, commands or events.
 
+mod api_error;
 mod caller;
 mod problem;
 mod serve;
 mod upstream;
 
+pub use api_error::{ApiError, StartError};
 pub use caller::{Caller, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
 pub use problem::{Json, Problem};
 pub use serve::{serve, Readiness, Running, BODY_BYTES_MAX};

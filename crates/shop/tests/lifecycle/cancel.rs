@@ -25,6 +25,7 @@ async fn a_cancel_before_the_deposit_cancels_order_and_payment_and_touches_no_st
     assert_eq!(payment["refund"], false);
     assert_eq!(t.stock(&product).await, 10);
     assert!(t.events(&format!("delivery-{order}")).await.is_empty());
+    assert_eq!(t.delivery(&order).await.status, 404);
     // The seller can no longer confirm it.
     assert_eq!(t.confirm_deposit(&order).await.status, 409);
     // Cancelling again changes nothing.
@@ -55,6 +56,7 @@ async fn a_cancel_after_the_deposit_is_refused_with_a_reason_and_the_order_goes_
         .contains("confirmed"));
 
     t.order_reaches(&order, "Shipping").await;
+    assert_eq!(t.delivery(&order).await.body["status"], "Underway");
     assert_eq!(
         t.event_types(&format!("delivery-{order}")).await,
         ["DeliveryStarted"]

@@ -1,0 +1,56 @@
+//! The one error type of a service's handlers: a problem to answer with, or a store failure
+//! (logged once, answered with a generic 500). Each service maps its domain's refusals to
+//! problems in one function, handed to `ApiError::from_execute`.
+
+use axum::response::{IntoResponse, Response};
+use domain::ValueError;
+use eventlog::{ExecuteError, LogError, CONFLICT_RETRIES_MAX};
+
+use crate::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Problem(#[from] Problem),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl ApiError {
+    /// A failed command: the domain's refusal as the service's `refusal` maps it, a stream that
+    /// kept changing (503, retry), or the store.
+    pub fn from_execute<E>(error: ExecuteError<E>, refusal: impl FnOnce(E) -> Problem) -> ApiError {
+        match error {
+            ExecuteError::Rejected(e) => ApiError::Problem(refusal(e)),
+            ExecuteError::Conflict => ApiError::Problem(Problem::unavailable(
+                format!("the record kept changing under {CONFLICT_RETRIES_MAX} tries; retry"),
+                1,
+            )),
+            ExecuteError::Log(e) => ApiError::Log(e),
+        }
+    }
+}
+
+impl From<ValueError> for ApiError {
+    fn from(e: ValueError) -> ApiError {
+        ApiError::Problem(Problem::invalid(e.to_string()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Problem(problem) => problem.into_response(),
+            ApiError::Log(e) => Problem::internal(&e).into_response(),
+        }
+    }
+}
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
