@@ -23,8 +23,8 @@ use eventlog::catalogue::CatalogueView;
 use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
 use servicekit::{
-    ApiError, CallError, Caller, Json, Problem, Readiness, Running, StartError, Upstream,
-    UpstreamSettings,
+    ApiError, CallError, Caller, Json, OptionalJson, Problem, Readiness, Running, StartError,
+    Upstream, UpstreamSettings,
 };
 
 #[derive(Debug, Clone)]
@@ -239,10 +239,10 @@ async fn cancel(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
     caller: Caller,
-    body: Option<Json<CancelRequest>>,
+    OptionalJson(request): OptionalJson<CancelRequest>,
 ) -> Result<Response, ApiError> {
     let order_id = self::order_id(&order_id)?;
-    let request = body.map(|Json(r)| r).unwrap_or_default();
+    let request = request.unwrap_or_default();
     let reason = if caller.is(ActorKind::System) {
         request
             .reason

@@ -1,12 +1,13 @@
 //! Errors as `application/problem+json`: a stable `type` a client can act on, a `title`, the
 //! `status` and a `detail` for people.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::error::Category;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{title}: {detail}")]
@@ -132,9 +133,12 @@ impl IntoResponse for Problem {
     }
 }
 
-/// A JSON body whose every rejection (syntax, wrong fields, wrong content type, too large) is a
-/// problem+json answer.
+/// A JSON body whose every rejection (syntax, trailing data, wrong fields, wrong content type,
+/// too large) is a problem+json answer.
 pub struct Json<T>(pub T);
+
+/// A JSON body that may be left out entirely (no bytes at all); anything sent must be valid.
+pub struct OptionalJson<T>(pub Option<T>);
 
 #[axum::async_trait]
 impl<T, S> FromRequest<S> for Json<T>
@@ -145,40 +149,74 @@ where
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(rejected(rejection)),
-        }
+        let (is_json, bytes) = body_of(request, state).await?;
+        parse(is_json, &bytes).map(Json)
     }
 }
 
-fn rejected(rejection: JsonRejection) -> Problem {
-    let status = rejection.status();
-    let detail = rejection.body_text();
-    match status {
-        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-            status,
-            "body-too-large",
-            "The request body is too large",
-            format!("bodies are limited to {} bytes", crate::BODY_BYTES_MAX),
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(
-            status,
+#[axum::async_trait]
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let (is_json, bytes) = body_of(request, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(None));
+        }
+        parse(is_json, &bytes).map(|value| OptionalJson(Some(value)))
+    }
+}
+
+/// The body's bytes (within the body limit) and whether it was declared JSON.
+async fn body_of<S: Send + Sync>(request: Request, state: &S) -> Result<(bool, Bytes), Problem> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false);
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "The request body is too large",
+                    format!("bodies are limited to {} bytes", crate::BODY_BYTES_MAX),
+                )
+            } else {
+                Problem::bad_request(rejection.body_text())
+            }
+        })?;
+    Ok((is_json, bytes))
+}
+
+/// Exactly one JSON value of the expected shape: trailing data is refused too.
+fn parse<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, Problem> {
+    if !is_json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "The body must be JSON",
             "send the body with Content-Type: application/json",
-        ),
-        StatusCode::UNPROCESSABLE_ENTITY => Problem::new(
-            status,
-            "invalid-fields",
-            "The body's fields are not valid",
-            detail,
-        ),
-        _ => Problem::new(
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        Category::Data => Problem::invalid(e.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed-json",
             "The body is not valid JSON",
-            detail,
+            e.to_string(),
         ),
-    }
+    })
 }
