@@ -6,7 +6,7 @@
 //! that armed a deposit timer still running, so after a restart the replay re-arms every timer.
 //! Replayed events find the saga's state moved on and cause nothing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,8 +33,8 @@ use crate::{Settings, StartError};
 const SHARDS: usize = 16;
 /// Triggers waiting per shard.
 const SHARD_QUEUE_MAX: usize = 256;
-/// Events read but not yet fully handled (or pinned by a deposit timer) before the reader
-/// waits.
+/// Events read but not yet fully handled (or pinned by a deposit timer: one per order awaiting
+/// its deposit) before the reader waits.
 const PENDING_EVENTS_MAX: usize = 200_000;
 /// Reactions chained from one trigger (a call's answer is a trigger too).
 const CHAINED_REACTIONS_MAX: usize = 4;
@@ -52,10 +52,12 @@ struct Work {
     position: Option<LogPosition>,
 }
 
-/// Events handed to workers, in log order, and which are done.
+/// Events handed to workers since the checkpoint, and which are done. A run of done events is
+/// kept as its last one only, so memory follows the unfinished events (in flight, or pinned by
+/// a deposit timer), not the length of the log since the oldest of them.
 #[derive(Default)]
 struct Tracker {
-    pending: VecDeque<(LogPosition, bool)>,
+    pending: BTreeMap<LogPosition, bool>,
     /// Entries of `pending` not done yet.
     unfinished: usize,
     committed: Option<LogPosition>,
@@ -63,20 +65,33 @@ struct Tracker {
 
 impl Tracker {
     fn dispatch(&mut self, position: LogPosition) {
-        self.pending.push_back((position, false));
+        self.pending.insert(position, false);
         self.unfinished += 1;
     }
 
     fn finish(&mut self, position: LogPosition) {
-        if let Ok(i) = self.pending.binary_search_by_key(&position, |(p, _)| *p) {
-            if !self.pending[i].1 {
-                self.pending[i].1 = true;
-                self.unfinished -= 1;
-            }
+        match self.pending.get_mut(&position) {
+            Some(done @ false) => *done = true,
+            _ => return,
         }
-        while let Some((position, true)) = self.pending.front().copied() {
+        self.unfinished -= 1;
+        // Collapse the run: a done predecessor is represented by this entry from now on, and
+        // this one by a done successor.
+        let before = self
+            .pending
+            .range(..position)
+            .next_back()
+            .map(|(p, d)| (*p, *d));
+        if let Some((before, true)) = before {
+            self.pending.remove(&before);
+        }
+        let after = self.pending.range(position..).nth(1).map(|(_, d)| *d);
+        if after == Some(true) {
+            self.pending.remove(&position);
+        }
+        while let Some((&position, &true)) = self.pending.first_key_value() {
             self.committed = Some(position);
-            self.pending.pop_front();
+            self.pending.remove(&position);
         }
     }
 }
@@ -370,7 +385,7 @@ async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
 struct Status {
     caught_up: bool,
     checkpoint: Option<LogPosition>,
-    /// Events read since the checkpoint (held back by the oldest unfinished one).
+    /// Entries the checkpoint tracker holds (unfinished events and runs of finished ones).
     pending_events: usize,
     /// Events being handled, or waiting for a deposit timer.
     unfinished_events: usize,
@@ -403,4 +418,38 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
         deposit_timers: lock(&shared.deadlines).len(),
         breakers_open,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(commit: u64) -> LogPosition {
+        LogPosition {
+            commit,
+            prepare: commit,
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_stops_before_the_oldest_unfinished_event_and_runs_collapse() {
+        let mut tracker = Tracker::default();
+        for p in 1..=100 {
+            tracker.dispatch(at(p));
+        }
+        // Event 3 stays unfinished (a deposit timer pins it); all others finish, out of order.
+        for p in (1..=100).rev().filter(|p| *p != 3) {
+            tracker.finish(at(p));
+        }
+        assert_eq!(tracker.committed, Some(at(2)));
+        assert_eq!(tracker.unfinished, 1);
+        assert!(tracker.pending.len() <= 2, "{:?}", tracker.pending);
+        tracker.finish(at(3));
+        assert_eq!(tracker.committed, Some(at(100)));
+        assert!(tracker.pending.is_empty());
+        // Finishing twice, or something never dispatched, changes nothing.
+        tracker.finish(at(3));
+        tracker.finish(at(7));
+        assert_eq!(tracker.unfinished, 0);
+    }
 }
