@@ -243,21 +243,28 @@ async fn cancel(
 ) -> Result<Response, ApiError> {
     let order_id = self::order_id(&order_id)?;
     let request = request.unwrap_or_default();
-    let reason = if caller.is(ActorKind::System) {
-        request
+    let (reason, cancelled_now) = if caller.is(ActorKind::System) {
+        let reason = request
             .reason
-            .ok_or_else(|| Problem::invalid("a reason is required"))?
+            .ok_or_else(|| Problem::invalid("a reason is required"))?;
+        (reason, false)
     } else {
         let customer_id = customer(&caller, "cancel orders")?;
         customer_may_cancel(&app, order_id, &customer_id).await?;
-        ask_payment_to_cancel(&app, order_id, &caller).await?;
-        CancelReason::CustomerRequest
+        let cancelled_now = ask_payment_to_cancel(&app, order_id, &caller).await?;
+        (CancelReason::CustomerRequest, cancelled_now)
     };
     let command = OrderCommand::Cancel {
         reason,
         at: Utc::now(),
     };
-    run(&app, order_id, command, &caller).await
+    let mut response = run(&app, order_id, command, &caller).await?;
+    // This request's cancel took effect even if the saga, seeing the payment cancelled,
+    // recorded it on the order a moment before this handler could.
+    if cancelled_now {
+        *response.status_mut() = StatusCode::CREATED;
+    }
+    Ok(response)
 }
 
 /// The customer's own order, not yet shipped or closed.
@@ -281,12 +288,12 @@ async fn customer_may_cancel(
 }
 
 /// The payment decides whether the deposit was confirmed first; only if it agrees is the
-/// order cancelled.
+/// order cancelled. True if this call cancelled the payment (false: it already was).
 async fn ask_payment_to_cancel(
     app: &AppState,
     order_id: OrderId,
     caller: &Caller,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let body = serde_json::json!({ "reason": CancelReason::CustomerRequest });
     let reply = app
         .payment
@@ -304,7 +311,7 @@ async fn ask_payment_to_cancel(
             ),
         })?;
     if reply.is_success() {
-        return Ok(());
+        return Ok(reply.status == StatusCode::CREATED.as_u16());
     }
     Err(match reply.problem() {
         Some("deposit-confirmed") => Problem::conflict(
