@@ -1,0 +1,261 @@
+//! The shop's order path, measured against this machine's own limit in the same run.
+//!
+//! - **Limit**: a do-nothing JSON POST served by the same HTTP stack as the services
+//!   (`servicekit::serve`), driven by the same client at the same concurrency.
+//! - **Placement**: concurrent customers placing orders on the order service (each an event
+//!   appended with its expected revision, fsync'd) — throughput and latency.
+//! - **Saga drain**: the time the saga takes to open a payment for every order placed.
+//! - **End to end**: one order at a time, placement → payment open, and deposit confirmation →
+//!   Shipping (stock taken, delivery started, order marked shipped), polled every millisecond.
+//!
+//! Bounded: each phase stops by count or time; all traffic stays on 127.0.0.1.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use serde_json::{json, Value};
+use shop::{Ports, Service, Shop, ShopSettings};
+
+/// Concurrent clients in the throughput phases.
+const CLIENTS: usize = 32;
+/// Longest a throughput phase runs.
+const PHASE_MS_MAX: u64 = 5_000;
+/// Most orders placed in the placement phase.
+const ORDERS_MAX: usize = 20_000;
+/// Orders taken one at a time through the whole saga.
+const E2E_ORDERS: usize = 100;
+/// Longest wait for the saga, in milliseconds.
+const SAGA_WAIT_MS_MAX: u64 = 120_000;
+
+#[tokio::main]
+async fn main() {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let limit = hello_limit(&http).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shop = Shop::start(ShopSettings::new(dir.path(), Ports::ANY))
+        .await
+        .unwrap();
+    let order_url = shop.url(Service::Order);
+    let product = register(&http, &shop.url(Service::Inventory)).await;
+
+    let placing = Instant::now();
+    let placed = run_bounded(&http, {
+        let (order_url, product) = (order_url.clone(), product.clone());
+        move |http, i| {
+            let (url, product) = (order_url.clone(), product.clone());
+            async move {
+                place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
+            }
+        }
+    })
+    .await;
+    let placement_s = placing.elapsed().as_secs_f64();
+    let saga_url = shop.url(Service::Saga);
+    wait_saga_settled(&http, &saga_url).await;
+    let drained_s = placing.elapsed().as_secs_f64();
+
+    let (to_payment, to_shipping) = end_to_end(&http, &shop, &product).await;
+    shop.stop().await;
+
+    let rate = placed.latencies.len() as f64 / placement_s;
+    println!("| measure | figure | vs limit |");
+    println!("|---|---|---|");
+    println!(
+        "| machine: do-nothing JSON POST through servicekit, {CLIENTS} clients, in-process ({cores} cores) | {:.0} req/s, p50 {:.2} ms | limit |",
+        limit.rate,
+        percentile(&limit.latencies, 0.5)
+    );
+    println!(
+        "| order placement, {CLIENTS} concurrent customers ({} orders) | {rate:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms | {:.1}% |",
+        placed.latencies.len(),
+        percentile(&placed.latencies, 0.5),
+        percentile(&placed.latencies, 0.99),
+        100.0 * rate / limit.rate
+    );
+    println!(
+        "| saga: payments opened for all of them, from the first placement | {:.1} s ({:.0} orders/s) | |",
+        drained_s,
+        placed.latencies.len() as f64 / drained_s
+    );
+    println!(
+        "| end to end, one order at a time: placed → payment open | p50 {:.1} ms, p99 {:.1} ms | |",
+        percentile(&to_payment, 0.5),
+        percentile(&to_payment, 0.99)
+    );
+    println!(
+        "| end to end: deposit confirmed → Shipping (stock, delivery, order shipped) | p50 {:.1} ms, p99 {:.1} ms | |",
+        percentile(&to_shipping, 0.5),
+        percentile(&to_shipping, 0.99)
+    );
+}
+
+struct Measured {
+    latencies: Vec<f64>,
+    rate: f64,
+}
+
+/// `CLIENTS` tasks calling `call(i)` until `ORDERS_MAX` calls or `PHASE_MS_MAX`; latencies in ms.
+async fn run_bounded<F, Fut>(http: &reqwest::Client, call: F) -> Measured
+where
+    F: Fn(reqwest::Client, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_millis(PHASE_MS_MAX);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (call, next, http) = (Arc::clone(&call), Arc::clone(&next), http.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= ORDERS_MAX || Instant::now() >= deadline {
+                        return latencies;
+                    }
+                    let start = Instant::now();
+                    call(http.clone(), i).await;
+                    latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    Measured { latencies, rate }
+}
+
+async fn hello_limit(http: &reqwest::Client) -> Measured {
+    let routes = axum::Router::new().route("/hello", post(|| async { axum::Json(json!({})) }));
+    let hello = servicekit::serve(
+        "hello",
+        "127.0.0.1:0".parse().unwrap(),
+        routes,
+        servicekit::Readiness::always(),
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/hello", hello.url());
+    let measured = run_bounded(http, move |http, _| {
+        let url = url.clone();
+        async move {
+            let status = http
+                .post(&url)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(status.is_success());
+        }
+    })
+    .await;
+    hello.stop().await;
+    measured
+}
+
+async fn register(http: &reqwest::Client, inventory: &str) -> String {
+    let answer: Value = http
+        .post(format!("{inventory}/products"))
+        .header("x-actor", "seller:bench")
+        .json(&json!({ "name": "Bench tea", "price": 100, "stock": 1_000_000 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["productId"].as_str().unwrap().to_string()
+}
+
+async fn place(http: &reqwest::Client, order_url: &str, product: &str, customer: &str) -> String {
+    let response = http
+        .post(format!("{order_url}/orders"))
+        .header("x-actor", format!("customer:{customer}"))
+        .json(&json!({ "productId": product, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let answer: Value = response.json().await.unwrap();
+    answer["orderId"].as_str().unwrap().to_string()
+}
+
+async fn wait_saga_settled(http: &reqwest::Client, saga_url: &str) {
+    let deadline = Instant::now() + Duration::from_millis(SAGA_WAIT_MS_MAX);
+    while Instant::now() < deadline {
+        let status: Value = http
+            .get(format!("{saga_url}/saga/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["caughtUp"] == true && status["unfinishedEvents"] == status["depositTimers"] {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the saga did not settle within {SAGA_WAIT_MS_MAX} ms");
+}
+
+/// Polls `url` every millisecond until `done(body)`; the time it took, in ms.
+async fn until(http: &reqwest::Client, url: &str, done: impl Fn(u16, &Value) -> bool) -> f64 {
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(SAGA_WAIT_MS_MAX);
+    while Instant::now() < deadline {
+        let response = http.get(url).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if done(status, &body) {
+            return start.elapsed().as_secs_f64() * 1000.0;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{url} did not get there within {SAGA_WAIT_MS_MAX} ms");
+}
+
+async fn end_to_end(http: &reqwest::Client, shop: &Shop, product: &str) -> (Vec<f64>, Vec<f64>) {
+    let (order_url, payment_url) = (shop.url(Service::Order), shop.url(Service::Payment));
+    let mut to_payment = Vec::new();
+    let mut to_shipping = Vec::new();
+    for _ in 0..E2E_ORDERS {
+        let start = Instant::now();
+        let order = place(http, &order_url, product, "e2e").await;
+        let placed_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let payment = format!("{payment_url}/payments/{order}");
+        let waited = until(http, &payment, |status, _| status == 200).await;
+        to_payment.push(placed_ms + waited);
+        let start = Instant::now();
+        let confirmed = http
+            .post(format!("{payment}/deposit"))
+            .header("x-actor", "seller:bench")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(confirmed.status().as_u16(), 201);
+        until(http, &format!("{order_url}/orders/{order}"), |_, body| {
+            body["status"] == "Shipping"
+        })
+        .await;
+        to_shipping.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    (to_payment, to_shipping)
+}
+
+fn percentile(samples: &[f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
