@@ -106,6 +106,7 @@ pub enum PaymentState {
     /// `opened` is `None` when the payment was cancelled before it was opened.
     Cancelled {
         opened: Option<Opened>,
+        reason: CancelReason,
         refund: bool,
     },
 }
@@ -212,7 +213,16 @@ impl Decider for Payment {
             (PaymentCommand::CancelByCustomer { .. }, S::DepositConfirmed(_)) => {
                 Err(PaymentError::DepositAlreadyConfirmed)
             }
-            (PaymentCommand::CancelByCustomer { .. }, S::Cancelled { .. }) => Ok(vec![]),
+            // Repeating the customer's cancel is harmless; but a payment cancelled for another
+            // reason (out of stock, overdue) was not the customer's doing: refused, so the order
+            // keeps the real reason.
+            (PaymentCommand::CancelByCustomer { .. }, S::Cancelled { reason, .. }) => {
+                if *reason == CancelReason::CustomerRequest {
+                    Ok(vec![])
+                } else {
+                    Err(PaymentError::Cancelled)
+                }
+            }
 
             (PaymentCommand::CancelForOrder { reason, at, .. }, S::AwaitingDeposit(o)) => {
                 cancel(o.order_id, reason, false, at)
@@ -254,10 +264,12 @@ impl Decider for Payment {
                 PaymentEvent::PayCanceled(e),
             ) => PaymentState::Cancelled {
                 opened: Some(opened),
+                reason: e.reason,
                 refund: e.refund,
             },
             (PaymentState::NotOpened, PaymentEvent::PayCanceled(e)) => PaymentState::Cancelled {
                 opened: None,
+                reason: e.reason,
                 refund: e.refund,
             },
             (state, _) => state,

@@ -2,8 +2,6 @@
 //! until a service answers: while a service is unreachable or its breaker is open, the saga
 //! waits — it never takes silence for a refusal (an unreachable inventory is not "out of stock").
 
-use std::time::Duration;
-
 use domain::saga::{Action, Trigger};
 use servicekit::{Reply, Upstream};
 use uuid::Uuid;
@@ -17,24 +15,35 @@ pub struct Services {
     pub payment: Upstream,
     pub inventory: Upstream,
     pub delivery: Upstream,
-    pub retry_pause: Duration,
 }
 
+/// What a call's answer means to the saga.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Done, or already so, or overtaken by a decision that needs nothing more from the saga.
+    Done,
+    /// An answer that is news for the saga (stock short, delivery refused).
+    News(Trigger),
+    /// The payment refused to cancel because the deposit was confirmed: the order must go on.
+    PaymentKept,
+}
+
+/// The service could not be reached, or did not give an answer the saga can act on: the step
+/// waits and is tried again. Never taken for a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
 impl Services {
-    /// Makes the call for `action` until a service answers; the answer may be news for the saga
-    /// (stock short, delivery refused).
-    pub async fn perform(&self, action: &Action, cause: Uuid) -> Option<Trigger> {
+    /// Makes the call for `action` once (with the upstream's own bounded retries).
+    pub async fn perform(&self, action: &Action, cause: Uuid) -> Result<Answer, Unavailable> {
         let (upstream, path, body) = self.call_for(action);
-        let reply = loop {
-            match upstream.post(&path, &body, SAGA_ACTOR, cause).await {
-                Ok(reply) => break reply,
-                Err(e) => {
-                    tracing::warn!(error = %e, ?action, "waiting for the service to come back");
-                    tokio::time::sleep(self.retry_pause).await;
-                }
+        match upstream.post(&path, &body, SAGA_ACTOR, cause).await {
+            Ok(reply) => meaning(action, &reply),
+            Err(e) => {
+                tracing::warn!(error = %e, ?action, "service unavailable; the step waits");
+                Err(Unavailable)
             }
-        };
-        meaning(action, &reply)
+        }
     }
 
     fn call_for(&self, action: &Action) -> (&Upstream, String, serde_json::Value) {
@@ -91,22 +100,40 @@ impl Services {
     }
 }
 
-/// What an answer means to the saga. Refusals that only say "already done" or "someone else
-/// won" (a confirmed deposit against an overdue cancel) need nothing more.
-fn meaning(action: &Action, reply: &Reply) -> Option<Trigger> {
+/// What an answer means to the saga. Only answers that really decide something are taken as
+/// such: "out of stock", a refused delivery, a confirmed deposit; conflicts that only say
+/// "already done" need nothing more. Anything else (a rate limit, a wrong route after a bad
+/// deployment) is not a business answer: the step waits rather than compensate wrongly.
+fn meaning(action: &Action, reply: &Reply) -> Result<Answer, Unavailable> {
     if reply.is_success() {
-        return None;
+        return Ok(Answer::Done);
     }
-    match action {
-        Action::TakeStock { .. } => match reply.problem() {
-            Some("already-given-back") => None,
-            // Short, or the product is gone: either way the stock cannot cover the order.
-            _ => Some(Trigger::StockShort),
-        },
-        Action::StartDelivery(_) => Some(Trigger::DeliveryRefused),
-        _ => {
-            tracing::info!(?action, status = reply.status, problem = ?reply.problem(), "call refused; nothing more to do");
-            None
+    let problem = reply.problem();
+    let answer = match (action, reply.status, problem) {
+        (Action::TakeStock { .. }, _, Some("out-of-stock" | "not-found")) => {
+            Some(Answer::News(Trigger::StockShort))
+        }
+        (Action::StartDelivery(_), 409 | 422, _) => Some(Answer::News(Trigger::DeliveryRefused)),
+        (Action::CancelPayment { .. }, _, Some("deposit-confirmed")) => Some(Answer::PaymentKept),
+        // Already given back, already cancelled, not due yet (the timer fires again), …
+        (_, 409, _) => Some(Answer::Done),
+        _ => None,
+    };
+    match answer {
+        Some(answer) => {
+            if answer == Answer::Done {
+                tracing::debug!(
+                    ?action,
+                    status = reply.status,
+                    ?problem,
+                    "refused; nothing more to do"
+                );
+            }
+            Ok(answer)
+        }
+        None => {
+            tracing::error!(?action, status = reply.status, ?problem, body = %reply.body, "unexpected answer; the step waits");
+            Err(Unavailable)
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The saga's moving parts: one reader following the store, shard workers handling each order's
-//! triggers in order (an order waiting for a service blocks only its shard), deposit timers, and
-//! the checkpoint writer.
+//! triggers in order, deposit timers, and the checkpoint writer.
 //!
+//! A trigger whose step needs an unavailable service is parked with its order's later triggers
+//! and retried, so a service that is down holds up only the orders that need it.
 //! The checkpoint only passes an event once it is fully handled — and never passes the event
-//! that armed a deposit timer still running, so after a restart the replay re-arms every timer.
+//! that armed a deposit timer still running, so after a restart the replay re-arms every timer
+//! (a restart therefore replays the log back to the oldest order still awaiting its deposit).
 //! Replayed events find the saga's state moved on and cause nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use domain::saga::{react, Saga, SagaEvent, Trigger};
+use domain::saga::{react, Action, Saga, Trigger};
 use domain::{Decider, OrderId};
 use eventlog::{Actor, ActorKind, Appended, EventLog, Followed, LogPosition, Metadata};
 use serde::Serialize;
@@ -26,16 +28,16 @@ use uuid::Uuid;
 
 use crate::checkpoint::{CheckpointStored, CHECKPOINT_STREAM};
 use crate::observe::{observe, FOLLOWED_PREFIXES};
-use crate::perform::Services;
+use crate::perform::{Answer, Services, Unavailable};
 use crate::{Settings, StartError};
 
 /// Workers; each handles the orders that hash to it, one trigger at a time.
 const SHARDS: usize = 16;
 /// Triggers waiting per shard.
 const SHARD_QUEUE_MAX: usize = 256;
-/// Events read but not yet fully handled (or pinned by a deposit timer: one per order awaiting
-/// its deposit) before the reader waits.
-const PENDING_EVENTS_MAX: usize = 200_000;
+/// Triggers a shard holds back because a service they need is unavailable; beyond this the
+/// shard takes no new work (the reader then waits) until some went through.
+const PARKED_WORKS_MAX: usize = 10_000;
 /// Reactions chained from one trigger (a call's answer is a trigger too).
 const CHAINED_REACTIONS_MAX: usize = 4;
 /// A deposit timer that fired but found the deposit not yet due (clocks differ) fires again
@@ -123,7 +125,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         payment: Upstream::new("payment", settings.payment.clone()),
         inventory: Upstream::new("inventory", settings.inventory.clone()),
         delivery: Upstream::new("delivery", settings.delivery.clone()),
-        retry_pause: settings.retry_pause,
     };
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..SHARDS)
         .map(|_| mpsc::channel::<Work>(SHARD_QUEUE_MAX))
@@ -178,9 +179,6 @@ async fn read(shared: Arc<Shared>) {
             }
             Followed::Event(seen) => seen,
         };
-        while lock(&shared.tracker).pending.len() >= PENDING_EVENTS_MAX {
-            tokio::time::sleep(shared.retry_pause).await;
-        }
         let observed = observe(&seen);
         {
             let mut tracker = lock(&shared.tracker);
@@ -210,43 +208,101 @@ fn shard_of(order_id: OrderId) -> usize {
     (hasher.finish() as usize) % SHARDS
 }
 
+/// A shard: handles its orders' triggers one at a time, in order. A trigger whose step needs an
+/// unavailable service is parked, with every later trigger of the same order behind it, and
+/// tried again every `retry_pause`; the shard meanwhile goes on with other orders.
 async fn work(shared: Arc<Shared>, mut queue: mpsc::Receiver<Work>) {
-    while let Some(work) = queue.recv().await {
-        let due_at = handle(&shared, &work).await;
-        let finished = {
-            let mut deadlines = lock(&shared.deadlines);
-            match (due_at, deadlines.contains_key(&work.order_id)) {
-                (Some(fire_at), false) => {
-                    deadlines.insert(
-                        work.order_id,
-                        Deadline {
-                            fire_at,
-                            pin: work.position,
-                        },
-                    );
-                    None
+    let mut parked: HashMap<OrderId, VecDeque<Work>> = HashMap::new();
+    let mut parked_count = 0usize;
+    let mut retry = tokio::time::interval(shared.retry_pause);
+    loop {
+        tokio::select! {
+            work = queue.recv(), if parked_count < PARKED_WORKS_MAX => {
+                let Some(work) = work else { return };
+                if let Some(waiting) = parked.get_mut(&work.order_id) {
+                    // One pending deposit-due check is enough (they carry no position).
+                    let repeated_timer = work.trigger == Trigger::DepositDue
+                        && waiting.iter().any(|w| w.trigger == Trigger::DepositDue);
+                    if !repeated_timer {
+                        waiting.push_back(work);
+                        parked_count += 1;
+                    }
+                    continue;
                 }
-                (None, true) => {
-                    let released = deadlines.remove(&work.order_id).and_then(|d| d.pin);
-                    // Both the timer's event and this one are done.
-                    Some([released, work.position])
+                if let Some(work) = run(&shared, work).await {
+                    parked.entry(work.order_id).or_default().push_back(work);
+                    parked_count += 1;
                 }
-                _ => Some([None, work.position]),
             }
-        };
-        let mut tracker = lock(&shared.tracker);
-        for position in finished.into_iter().flatten().flatten() {
-            tracker.finish(position);
+            _ = retry.tick(), if !parked.is_empty() => {
+                let orders: Vec<OrderId> = parked.keys().copied().collect();
+                for order_id in orders {
+                    let Some(waiting) = parked.get_mut(&order_id) else { continue };
+                    while let Some(work) = waiting.pop_front() {
+                        parked_count -= 1;
+                        if let Some(work) = run(&shared, work).await {
+                            waiting.push_front(work);
+                            parked_count += 1;
+                            break;
+                        }
+                    }
+                    if waiting.is_empty() {
+                        parked.remove(&order_id);
+                    }
+                }
+            }
         }
     }
 }
 
-/// Reacts to one trigger (and to the news its calls bring), recording after acting. Returns
-/// when the deposit is due, if the saga now waits for one.
-async fn handle(shared: &Shared, work: &Work) -> Option<DateTime<Utc>> {
+/// Handles one trigger; gives it back if a service it needs is unavailable.
+async fn run(shared: &Shared, work: Work) -> Option<Work> {
+    let due_at = match handle(shared, &work).await {
+        Handled::Parked => return Some(work),
+        Handled::Done { due_at } => due_at,
+    };
+    let finished = {
+        let mut deadlines = lock(&shared.deadlines);
+        match (due_at, deadlines.contains_key(&work.order_id)) {
+            (Some(fire_at), false) => {
+                deadlines.insert(
+                    work.order_id,
+                    Deadline {
+                        fire_at,
+                        pin: work.position,
+                    },
+                );
+                None
+            }
+            (None, true) => {
+                let released = deadlines.remove(&work.order_id).and_then(|d| d.pin);
+                // Both the timer's event and this one are done.
+                Some([released, work.position])
+            }
+            _ => Some([None, work.position]),
+        }
+    };
+    let mut tracker = lock(&shared.tracker);
+    for position in finished.into_iter().flatten().flatten() {
+        tracker.finish(position);
+    }
+    None
+}
+
+enum Handled {
+    /// Handled; the saga now waits for a deposit due then, if it does.
+    Done { due_at: Option<DateTime<Utc>> },
+    /// A service the step needs is unavailable: nothing was recorded; try again later.
+    Parked,
+}
+
+/// Reacts to one trigger and to the news its calls bring, making every call first and then
+/// recording all the saga's events in one append at the expected revision. A crash or an
+/// unavailable service before the append records nothing, so the whole reaction is made again
+/// later — harmless, as every call is idempotent — and the answers that were news are never
+/// lost between two appends.
+async fn handle(shared: &Shared, work: &Work) -> Handled {
     let stream = format!("saga-{}", work.order_id);
-    let mut trigger = work.trigger.clone();
-    let mut rounds = 0;
     loop {
         let loaded = loop {
             match shared.log.load::<Saga>(&stream).await {
@@ -257,15 +313,39 @@ async fn handle(shared: &Shared, work: &Work) -> Option<DateTime<Utc>> {
                 }
             }
         };
-        let reaction = react(&loaded.state, trigger.clone());
-        if reaction.events.is_empty() && reaction.actions.is_empty() {
-            return loaded.state.deposit_due_at();
-        }
-        let mut news = None;
-        for action in &reaction.actions {
-            if let Some(trigger) = shared.services.perform(action, work.cause).await {
-                news = Some(trigger);
+        let mut state = loaded.state.clone();
+        let mut events = Vec::new();
+        let mut trigger = work.trigger.clone();
+        for _ in 0..CHAINED_REACTIONS_MAX {
+            let reaction = react(&state, trigger);
+            let mut news = None;
+            let mut payment_kept = false;
+            for action in &reaction.actions {
+                if payment_kept && matches!(action, Action::CancelOrder { .. }) {
+                    tracing::error!(
+                        ?action,
+                        "the payment kept its confirmed deposit; the order is not cancelled"
+                    );
+                    continue;
+                }
+                match shared.services.perform(action, work.cause).await {
+                    Err(Unavailable) => return Handled::Parked,
+                    Ok(Answer::News(trigger)) => news = Some(trigger),
+                    Ok(Answer::PaymentKept) => payment_kept = true,
+                    Ok(Answer::Done) => {}
+                }
             }
+            state = reaction.events.iter().fold(state, Saga::evolve);
+            events.extend(reaction.events);
+            match news {
+                Some(next) => trigger = next,
+                None => break,
+            }
+        }
+        if events.is_empty() {
+            return Handled::Done {
+                due_at: state.deposit_due_at(),
+            };
         }
         let metadata = Metadata {
             correlation_id: work.order_id.as_uuid(),
@@ -277,26 +357,21 @@ async fn handle(shared: &Shared, work: &Work) -> Option<DateTime<Utc>> {
             at: Utc::now(),
             request_id: None,
         };
-        let state = match shared
+        match shared
             .log
-            .append(&stream, loaded.revision, &reaction.events, &metadata)
+            .append(&stream, loaded.revision, &events, &metadata)
             .await
         {
-            Ok(Appended::Written { .. }) => reaction
-                .events
-                .iter()
-                .fold(loaded.state, |s, e: &SagaEvent| Saga::evolve(s, e)),
+            Ok(Appended::Written { .. }) => {
+                return Handled::Done {
+                    due_at: state.deposit_due_at(),
+                }
+            }
             Ok(Appended::Conflict) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, %stream, "cannot record the saga's step; retrying");
                 tokio::time::sleep(shared.retry_pause).await;
-                continue;
             }
-        };
-        rounds += 1;
-        match news {
-            Some(next) if rounds < CHAINED_REACTIONS_MAX => trigger = next,
-            _ => return state.deposit_due_at(),
         }
     }
 }
@@ -325,7 +400,11 @@ async fn deadlines(shared: Arc<Shared>) {
                 cause: Uuid::new_v4(),
                 position: None,
             };
-            if shared.shards[shard_of(order_id)].send(work).await.is_err() {
+            // A full shard gets the check on a later tick (the timer fires again): the timer
+            // task never waits on a shard.
+            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                shared.shards[shard_of(order_id)].try_send(work)
+            {
                 return;
             }
         }

@@ -142,3 +142,23 @@ fn a_cancel_before_the_payment_opens_keeps_it_from_ever_opening() {
         .when(PaymentCommand::ConfirmDeposit { at: at(10) })
         .then_err(PaymentError::Cancelled);
 }
+
+#[test]
+fn a_customer_cannot_cancel_a_payment_cancelled_for_another_reason() {
+    given::<Payment>(&[
+        placed(),
+        checked(),
+        canceled(CancelReason::OutOfStock, true, 12),
+    ])
+    .when(PaymentCommand::CancelByCustomer {
+        order_id: order_id(),
+        at: at(13),
+    })
+    .then_err(PaymentError::Cancelled);
+    given::<Payment>(&[placed(), canceled(CancelReason::CustomerRequest, false, 5)])
+        .when(PaymentCommand::CancelByCustomer {
+            order_id: order_id(),
+            at: at(6),
+        })
+        .then_nothing();
+}

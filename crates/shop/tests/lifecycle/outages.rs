@@ -45,6 +45,9 @@ async fn with_inventory_down_the_breaker_opens_nothing_is_compensated_and_the_or
     .await;
     // Unreachable is not "out of stock": no compensation.
     assert_eq!(t.order(&order).await.body["status"], "OrderPlaced");
+    // The waiting order holds up no other: new orders still get their payment.
+    let other = t.place("bob", &product, 1).await;
+    t.payment_opened(&other).await;
     assert_eq!(t.payment(&order).await.body["status"], "DepositConfirmed");
     assert!(!t
         .event_types(&format!("saga-{order}"))
@@ -121,5 +124,42 @@ async fn a_saga_replaying_from_an_older_checkpoint_has_no_second_effect() {
         assert_eq!(steps.len(), recorded, "a step recorded twice for {order}");
     }
     assert_eq!(t.order(&cancelled).await.body["status"], "Cancelled");
+    t.shop.stop().await;
+}
+
+/// A saga stopped while a compensation waits for a service (out of stock found, payment down)
+/// finishes it when it runs again: the answer that was news is not lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compensation_interrupted_by_a_restart_is_finished_after_it() {
+    let mut t = spawn_shop().await;
+    let product = t.product("Teapot", 6400, 1).await;
+    let order = t.place("alice", &product, 2).await;
+    t.payment_opened(&order).await;
+    t.saga_settled().await;
+
+    t.shop.stop_service(Service::Saga).await;
+    assert_eq!(t.confirm_deposit(&order).await.status, 201);
+    t.shop.stop_service(Service::Payment).await;
+    t.shop.start_service(Service::Saga).await.unwrap();
+    // The saga found the stock short and now waits for payment to refund.
+    eventually("the saga waits for payment", || async {
+        let status = t.get(Service::Saga, "/saga/status").await.body;
+        status["breakersOpen"]
+            .as_array()
+            .is_some_and(|open| open.iter().any(|s| s == "payment"))
+    })
+    .await;
+    t.shop.stop_service(Service::Saga).await;
+    t.shop.start_service(Service::Payment).await.unwrap();
+    t.shop.start_service(Service::Saga).await.unwrap();
+
+    let cancelled = t.order_reaches(&order, "Cancelled").await;
+    assert_eq!(cancelled.body["cancelReason"], "OutOfStock");
+    let payment = t.payment(&order).await.body;
+    assert_eq!(
+        (payment["status"].as_str(), payment["refund"].as_bool()),
+        (Some("Cancelled"), Some(true))
+    );
+    assert_eq!(t.stock(&product).await, 1);
     t.shop.stop().await;
 }
