@@ -227,6 +227,22 @@ impl TestShop {
     }
 }
 
+impl TestShop {
+    /// Waits until the saga's circuit breaker for `service` is open.
+    pub async fn saga_breaker_opens(&self, service: &str) {
+        eventually(
+            &format!("the saga's breaker for {service} opens"),
+            || async {
+                let status = self.get(Service::Saga, "/saga/status").await.body;
+                status["breakersOpen"]
+                    .as_array()
+                    .is_some_and(|open| open.iter().any(|s| s == service))
+            },
+        )
+        .await;
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub event_type: String,

@@ -36,13 +36,7 @@ async fn with_inventory_down_the_breaker_opens_nothing_is_compensated_and_the_or
     t.shop.stop_service(Service::Inventory).await;
 
     assert_eq!(t.confirm_deposit(&order).await.status, 201);
-    eventually("the saga's breaker for inventory opens", || async {
-        let status = t.get(Service::Saga, "/saga/status").await.body;
-        status["breakersOpen"]
-            .as_array()
-            .is_some_and(|open| open.iter().any(|s| s == "inventory"))
-    })
-    .await;
+    t.saga_breaker_opens("inventory").await;
     // Unreachable is not "out of stock": no compensation.
     assert_eq!(t.order(&order).await.body["status"], "OrderPlaced");
     // The waiting order holds up no other: new orders still get their payment.
@@ -142,13 +136,7 @@ async fn a_compensation_interrupted_by_a_restart_is_finished_after_it() {
     t.shop.stop_service(Service::Payment).await;
     t.shop.start_service(Service::Saga).await.unwrap();
     // The saga found the stock short and now waits for payment to refund.
-    eventually("the saga waits for payment", || async {
-        let status = t.get(Service::Saga, "/saga/status").await.body;
-        status["breakersOpen"]
-            .as_array()
-            .is_some_and(|open| open.iter().any(|s| s == "payment"))
-    })
-    .await;
+    t.saga_breaker_opens("payment").await;
     t.shop.stop_service(Service::Saga).await;
     t.shop.start_service(Service::Payment).await.unwrap();
     t.shop.start_service(Service::Saga).await.unwrap();
