@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::status::OrderStatus;
 use crate::values::{Money, OrderId, ProductId, ProductName, Quantity, STOCK_MAX};
@@ -25,6 +26,8 @@ pub enum ProductCommand {
     },
     AddStock {
         quantity: Quantity,
+        /// Chosen by the seller's client so a retried delivery of stock is added once.
+        change_id: Option<Uuid>,
         at: DateTime<Utc>,
     },
     /// Takes stock for an order (the saga, after the deposit was confirmed).
@@ -55,6 +58,10 @@ pub struct StockAdded {
     pub product_id: ProductId,
     pub quantity: Quantity,
     pub stock_after: u32,
+    /// The seller's id for this change, when given (added in this version; older events have
+    /// none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<Uuid>,
     pub at: DateTime<Utc>,
 }
 
@@ -105,6 +112,8 @@ pub struct Registered {
     pub taken: HashMap<OrderId, Quantity>,
     /// Orders whose stock was given back.
     pub given_back: HashSet<OrderId>,
+    /// The seller's stock changes already applied.
+    pub changes: HashSet<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -162,6 +171,7 @@ impl Decider for Product {
                         product_id: *product_id,
                         quantity,
                         stock_after: quantity.units(),
+                        change_id: None,
                         at: *at,
                     })
                 });
@@ -186,7 +196,14 @@ impl Decider for Product {
                     Err(ProductError::AlreadyRegisteredDifferently)
                 }
             }
-            ProductCommand::AddStock { quantity, at } => {
+            ProductCommand::AddStock {
+                quantity,
+                change_id,
+                at,
+            } => {
+                if change_id.is_some_and(|id| registered.changes.contains(&id)) {
+                    return Ok(vec![]);
+                }
                 let stock_after = registered.stock + quantity.units();
                 if stock_after > STOCK_MAX {
                     return Err(ProductError::StockFull);
@@ -195,6 +212,7 @@ impl Decider for Product {
                     product_id: registered.product_id,
                     quantity,
                     stock_after,
+                    change_id,
                     at,
                 })])
             }
@@ -251,6 +269,7 @@ impl Decider for Product {
                     stock: 0,
                     taken: HashMap::new(),
                     given_back: HashSet::new(),
+                    changes: HashSet::new(),
                 });
             }
             (ProductState::Registered(r), _) => r,
@@ -258,7 +277,10 @@ impl Decider for Product {
         };
         match event {
             ProductEvent::ProductRegistered(_) => {}
-            ProductEvent::StockAdded(e) => registered.stock += e.quantity.units(),
+            ProductEvent::StockAdded(e) => {
+                registered.stock += e.quantity.units();
+                registered.changes.extend(e.change_id);
+            }
             ProductEvent::QtyDecreased(e) => {
                 registered.stock = registered.stock.saturating_sub(e.quantity.units());
                 registered.taken.insert(e.order_id, e.quantity);

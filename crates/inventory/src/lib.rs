@@ -200,6 +200,8 @@ async fn one(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AddStockRequest {
     quantity: i64,
+    /// Makes a retried change safe: a change id already applied adds nothing.
+    change_id: Option<String>,
 }
 
 async fn add_stock(
@@ -207,11 +209,18 @@ async fn add_stock(
     Path(product_id): Path<String>,
     caller: Caller,
     Json(request): Json<AddStockRequest>,
-) -> Result<axum::Json<Changed>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::Seller], "add stock")?;
     let product_id = self::product_id(&product_id)?;
+    let change_id = match &request.change_id {
+        Some(text) => Some(
+            uuid::Uuid::parse_str(text).map_err(|_| Problem::invalid("changeId must be a UUID"))?,
+        ),
+        None => None,
+    };
     let command = ProductCommand::AddStock {
         quantity: Quantity::parse_stock(request.quantity)?,
+        change_id,
         at: Utc::now(),
     };
     change(&app, product_id, command, &caller, product_id.as_uuid()).await
@@ -230,7 +239,7 @@ async fn decrease(
     Path(product_id): Path<String>,
     caller: Caller,
     Json(request): Json<ForOrderRequest>,
-) -> Result<axum::Json<Changed>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::System], "take stock for an order")?;
     let product_id = self::product_id(&product_id)?;
     let order_id = OrderId::parse(&request.order_id)?;
@@ -250,7 +259,7 @@ async fn increase(
     Path(product_id): Path<String>,
     caller: Caller,
     Json(request): Json<ForOrderRequest>,
-) -> Result<axum::Json<Changed>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::System], "give stock back for an order")?;
     let product_id = self::product_id(&product_id)?;
     let order_id = OrderId::parse(&request.order_id)?;
@@ -261,14 +270,15 @@ async fn increase(
     change(&app, product_id, command, &caller, order_id.as_uuid()).await
 }
 
-/// Executes a stock command and answers with the stock after it.
+/// Executes a stock command and answers with the stock after it: 201 if it changed, 200 if it
+/// was already so.
 async fn change(
     app: &AppState,
     product_id: ProductId,
     command: ProductCommand,
     caller: &Caller,
     correlation_id: uuid::Uuid,
-) -> Result<axum::Json<Changed>, ApiError> {
+) -> Result<Response, ApiError> {
     let stream = stream(product_id);
     let executed = app
         .log
@@ -285,9 +295,15 @@ async fn change(
             ProductState::NotRegistered => 0,
         },
     };
-    Ok(axum::Json(Changed {
+    let status = if executed.events.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = Changed {
         product_id,
         stock,
         revision: executed.revision,
-    }))
+    };
+    Ok((status, axum::Json(body)).into_response())
 }

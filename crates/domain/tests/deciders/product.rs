@@ -17,6 +17,7 @@ fn stock_added(units: i64, after: u32) -> ProductEvent {
         product_id: product_id(),
         quantity: qty(units),
         stock_after: after,
+        change_id: None,
         at: at(1),
     })
 }
@@ -58,6 +59,7 @@ fn a_product_is_registered_then_stocked() {
     given::<Product>(&[registered()])
         .when(ProductCommand::AddStock {
             quantity: qty(5),
+            change_id: None,
             at: at(1),
         })
         .then(vec![stock_added(5, 5)]);
@@ -128,6 +130,7 @@ fn commands_on_an_unknown_product_are_refused() {
     given::<Product>(&[])
         .when(ProductCommand::AddStock {
             quantity: qty(1),
+            change_id: None,
             at: at(1),
         })
         .then_err(ProductError::NotRegistered);
@@ -142,6 +145,7 @@ fn stock_has_a_ceiling() {
     given::<Product>(&[registered(), stock_added(i64::from(max), max)])
         .when(ProductCommand::AddStock {
             quantity: qty(1),
+            change_id: None,
             at: at(1),
         })
         .then_err(ProductError::StockFull);
@@ -166,5 +170,25 @@ fn a_product_registered_with_stock_records_both_at_once() {
     // Registering again (a retried seed) adds no stock.
     given::<Product>(&[registered(), stocked])
         .when(register)
+        .then_nothing();
+}
+
+#[test]
+fn stock_added_with_a_change_id_is_added_once() {
+    let change = uuid::Uuid::parse_str("2d2b6a1c-4a7e-4c61-9c0f-3a1b2c3d4e5f").unwrap();
+    let add = ProductCommand::AddStock {
+        quantity: qty(5),
+        change_id: Some(change),
+        at: at(1),
+    };
+    let mut added = stock_added(5, 5);
+    if let ProductEvent::StockAdded(e) = &mut added {
+        e.change_id = Some(change);
+    }
+    given::<Product>(&[registered()])
+        .when(add.clone())
+        .then(vec![added.clone()]);
+    given::<Product>(&[registered(), added])
+        .when(add)
         .then_nothing();
 }

@@ -32,7 +32,7 @@ proptest! {
         for op in ops {
             let state = Product::fold(&history);
             let command = match op {
-                Op::Add(units) => ProductCommand::AddStock { quantity: qty(units), at: at(1) },
+                Op::Add(units) => ProductCommand::AddStock { quantity: qty(units), change_id: None, at: at(1) },
                 Op::Take { order, units } => ProductCommand::DecreaseForOrder { order_id: orders[order], quantity: qty(units), at: at(2) },
                 Op::GiveBack { order } => ProductCommand::IncreaseForOrder { order_id: orders[order], at: at(3) },
             };

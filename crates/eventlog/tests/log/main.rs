@@ -141,6 +141,7 @@ async fn racing_orders_never_oversell_a_product() {
         .unwrap();
     let add = ProductCommand::AddStock {
         quantity: Quantity::parse_stock(20).unwrap(),
+        change_id: None,
         at: Utc::now(),
     };
     h.log

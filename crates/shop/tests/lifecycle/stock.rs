@@ -96,3 +96,26 @@ async fn a_flash_sale_never_oversells() {
     let t = Arc::into_inner(t).expect("no task holds the shop any more");
     t.shop.stop().await;
 }
+
+/// The seller's retried stock delivery (same change id) is added once (SPEC N5).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_stock_delivery_is_added_once() {
+    let t = spawn_shop().await;
+    let product = t.product("Green tea", 1250, 10).await;
+    let path = format!("/products/{product}/stock");
+    let change = serde_json::json!({ "quantity": 5, "changeId": uuid::Uuid::new_v4() });
+    for status in [201, 200, 200] {
+        let answer = t
+            .post(
+                shop::Service::Inventory,
+                &path,
+                "seller:shop",
+                change.clone(),
+            )
+            .await;
+        assert_eq!(answer.status, status, "{answer:?}");
+        assert_eq!(answer.body["stock"], 15);
+    }
+    assert_eq!(t.stock(&product).await, 15);
+    t.shop.stop().await;
+}
