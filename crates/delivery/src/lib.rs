@@ -83,13 +83,16 @@ async fn run(
         .execute::<Delivery>(&stream, command, &caller.metadata(order_id.as_uuid()))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    let state = log.load::<Delivery>(&stream).await?.state;
     let status = if executed.events.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, axum::Json(view(order_id, state, executed.revision))).into_response())
+    Ok((
+        status,
+        axum::Json(view(order_id, executed.state, executed.revision)),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

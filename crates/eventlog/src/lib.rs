@@ -81,9 +81,11 @@ pub struct Loaded<S> {
 
 /// What a command did.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Executed<E> {
+pub struct Executed<S, E> {
     /// The events appended; empty when the command changed nothing (e.g. a repeated command).
     pub events: Vec<E>,
+    /// The aggregate's state after them (no need to read the stream again).
+    pub state: S,
     /// The stream's revision after the command (`None`: the stream still does not exist).
     pub revision: Option<u64>,
     /// The log position of the last event appended.
@@ -215,7 +217,7 @@ impl EventLog {
         stream: &str,
         command: D::Command,
         metadata: &Metadata,
-    ) -> Result<Executed<D::Event>, ExecuteError<D::Error>>
+    ) -> Result<Executed<D::State, D::Event>, ExecuteError<D::Error>>
     where
         D: Decider,
         D::Command: Clone,
@@ -230,11 +232,13 @@ impl EventLog {
                 .await?
             {
                 Appended::Written { revision, position } => {
+                    let state = events.iter().fold(loaded.state, D::evolve);
                     return Ok(Executed {
                         events,
+                        state,
                         revision,
                         position,
-                    })
+                    });
                 }
                 Appended::Conflict => {
                     tracing::debug!(

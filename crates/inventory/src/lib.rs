@@ -285,15 +285,9 @@ async fn change(
         .execute::<Product>(&stream, command, &caller.metadata(correlation_id))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    // The stock after the change: from the last event if one was written, else as it stands.
-    let stock = match executed.events.last() {
-        Some(domain::product::ProductEvent::StockAdded(e)) => e.stock_after,
-        Some(domain::product::ProductEvent::QtyDecreased(e)) => e.stock_after,
-        Some(domain::product::ProductEvent::QtyIncreased(e)) => e.stock_after,
-        _ => match app.log.load::<Product>(&stream).await?.state {
-            ProductState::Registered(r) => r.stock,
-            ProductState::NotRegistered => 0,
-        },
+    let stock = match &executed.state {
+        ProductState::Registered(r) => r.stock,
+        ProductState::NotRegistered => 0,
     };
     let status = if executed.events.is_empty() {
         StatusCode::OK

@@ -155,14 +155,13 @@ async fn run(
         .execute::<Order>(&stream, command, &caller.metadata(order_id.as_uuid()))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    let loaded = app.log.load::<Order>(&stream).await?;
     let status = if executed.events.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
     let body =
-        view(&loaded.state, loaded.revision).ok_or_else(|| refusal(OrderError::NotPlaced))?;
+        view(&executed.state, executed.revision).ok_or_else(|| refusal(OrderError::NotPlaced))?;
     Ok((status, axum::Json(body)).into_response())
 }
 

@@ -139,7 +139,6 @@ async fn run(
         .execute::<Payment>(&stream, command, &caller.metadata(order_id.as_uuid()))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    let loaded = app.log.load::<Payment>(&stream).await?;
     let status = if executed.events.is_empty() {
         StatusCode::OK
     } else {
@@ -147,7 +146,7 @@ async fn run(
     };
     Ok((
         status,
-        axum::Json(view(order_id, &loaded.state, executed.revision)),
+        axum::Json(view(order_id, &executed.state, executed.revision)),
     )
         .into_response())
 }
