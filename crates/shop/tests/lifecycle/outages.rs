@@ -9,12 +9,16 @@ use crate::helpers::*;
 
 /// Test 7.
 #[tokio::test(flavor = "multi_thread")]
-async fn orders_are_accepted_while_payment_is_down_and_payments_open_when_it_is_back() {
+async fn orders_are_accepted_while_payment_inventory_and_delivery_are_down_and_go_on_when_back() {
     let mut t = spawn_shop().await;
     let product = t.product("Green tea", 1250, 10).await;
     t.shop.stop_service(Service::Payment).await;
+    t.shop.stop_service(Service::Inventory).await;
+    t.shop.stop_service(Service::Delivery).await;
 
+    // Priced from the order service's own catalogue view: no other service is needed.
     let order = t.place("alice", &product, 1).await;
+    assert_eq!(t.order(&order).await.body["amount"], 1250);
     // The saga keeps trying; nothing is lost and nothing is given up.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(t.order(&order).await.body["status"], "OrderPlaced");
@@ -23,6 +27,10 @@ async fn orders_are_accepted_while_payment_is_down_and_payments_open_when_it_is_
     t.shop.start_service(Service::Payment).await.unwrap();
     t.payment_opened(&order).await;
     assert_eq!(t.payment(&order).await.body["status"], "AwaitingDeposit");
+    t.shop.start_service(Service::Inventory).await.unwrap();
+    t.shop.start_service(Service::Delivery).await.unwrap();
+    assert_eq!(t.confirm_deposit(&order).await.status, 201);
+    t.order_reaches(&order, "Shipping").await;
     t.shop.stop().await;
 }
 
