@@ -17,7 +17,7 @@ use domain::delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryState};
 use domain::{CustomerId, OrderId, ProductId, Quantity};
 use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
+use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError, Written};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -90,7 +90,10 @@ async fn run(
     };
     Ok((
         status,
-        axum::Json(view(order_id, executed.state, executed.revision)),
+        axum::Json(Written {
+            state: view(order_id, executed.state, executed.revision),
+            position: executed.position,
+        }),
     )
         .into_response())
 }

@@ -77,6 +77,26 @@ pub struct Recorded<E> {
 pub struct Loaded<S> {
     pub state: S,
     pub revision: Option<u64>,
+    /// The log position of the stream's last event.
+    pub position: Option<u64>,
+}
+
+/// A stream as read: the aggregate's events, and the revision and position of its last event
+/// (of any type).
+struct StreamRead<E> {
+    events: Vec<Recorded<E>>,
+    revision: Option<u64>,
+    position: Option<u64>,
+}
+
+impl<E> Default for StreamRead<E> {
+    fn default() -> Self {
+        StreamRead {
+            events: Vec::new(),
+            revision: None,
+            position: None,
+        }
+    }
 }
 
 /// What a command did.
@@ -88,7 +108,8 @@ pub struct Executed<S, E> {
     pub state: S,
     /// The stream's revision after the command (`None`: the stream still does not exist).
     pub revision: Option<u64>,
-    /// The log position of the last event appended.
+    /// The log position of the last event appended — or, when the command changed nothing,
+    /// of the stream's last event: a read model that reached it reflects the command either way.
     pub position: Option<u64>,
 }
 
@@ -145,39 +166,34 @@ impl EventLog {
     /// Reads a whole stream as the aggregate's events. Types the aggregate does not know (e.g.
     /// system events) are skipped.
     pub async fn read<E: Event>(&self, stream: &str) -> Result<Vec<Recorded<E>>, LogError> {
-        Ok(self.read_with_revision(stream).await?.0)
+        Ok(self.read_with_revision(stream).await?.events)
     }
 
     /// The stream's events and its revision (that of its last event, known type or not).
-    async fn read_with_revision<E: Event>(
-        &self,
-        stream: &str,
-    ) -> Result<(Vec<Recorded<E>>, Option<u64>), LogError> {
+    async fn read_with_revision<E: Event>(&self, stream: &str) -> Result<StreamRead<E>, LogError> {
         let options = ReadStreamOptions::default()
             .position(StreamPosition::Start)
             .forwards();
         let mut reader = match self.client.read_stream(stream, &options).await {
             Ok(reader) => reader,
-            Err(eventstore::Error::ResourceNotFound) => return Ok((Vec::new(), None)),
+            Err(eventstore::Error::ResourceNotFound) => return Ok(StreamRead::default()),
             Err(e) => return Err(e.into()),
         };
-        let mut events = Vec::new();
-        let mut revision = None;
+        let mut read = StreamRead::default();
         loop {
             let resolved = match reader.next().await {
                 Ok(Some(resolved)) => resolved,
-                Ok(None) | Err(eventstore::Error::ResourceNotFound) => {
-                    return Ok((events, revision))
-                }
+                Ok(None) | Err(eventstore::Error::ResourceNotFound) => return Ok(read),
                 Err(e) => return Err(e.into()),
             };
-            if events.len() >= AGGREGATE_EVENTS_MAX {
+            if read.events.len() >= AGGREGATE_EVENTS_MAX {
                 return Err(LogError::TooLong {
                     stream: stream.to_string(),
                 });
             }
             let recorded = resolved.get_original_event();
-            revision = Some(recorded.revision);
+            read.revision = Some(recorded.revision);
+            read.position = Some(recorded.position.commit);
             let unreadable = |reason: String| LogError::Unreadable {
                 stream: stream.to_string(),
                 id: recorded.id,
@@ -192,7 +208,7 @@ impl EventLog {
                 continue;
             };
             let metadata = serde_json::from_slice(&recorded.custom_metadata).ok();
-            events.push(Recorded {
+            read.events.push(Recorded {
                 event,
                 id: recorded.id,
                 metadata,
@@ -204,9 +220,17 @@ impl EventLog {
 
     /// The aggregate's state and revision.
     pub async fn load<D: Decider>(&self, stream: &str) -> Result<Loaded<D::State>, LogError> {
-        let (events, revision) = self.read_with_revision::<D::Event>(stream).await?;
+        let StreamRead {
+            events,
+            revision,
+            position,
+        } = self.read_with_revision::<D::Event>(stream).await?;
         let state = D::fold(events.iter().map(|r| &r.event));
-        Ok(Loaded { state, revision })
+        Ok(Loaded {
+            state,
+            revision,
+            position,
+        })
     }
 
     /// Loads the aggregate, decides the command, appends the events at the revision it was
@@ -232,6 +256,7 @@ impl EventLog {
                 .await?
             {
                 Appended::Written { revision, position } => {
+                    let position = position.or(loaded.position);
                     let state = events.iter().fold(loaded.state, D::evolve);
                     return Ok(Executed {
                         events,

@@ -21,7 +21,7 @@ use domain::{Money, OrderId, ProductId, ProductName, Quantity};
 use eventlog::catalogue::CatalogueView;
 use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
+use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError, Written};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -163,10 +163,13 @@ async fn register(
     let stock = initial_stock.map_or(0, |q| q.units());
     Ok((
         status,
-        axum::Json(Changed {
-            product_id,
-            stock,
-            revision: executed.revision,
+        axum::Json(Written {
+            state: Changed {
+                product_id,
+                stock,
+                revision: executed.revision,
+            },
+            position: executed.position,
         }),
     )
         .into_response())
@@ -298,6 +301,10 @@ async fn change(
         product_id,
         stock,
         revision: executed.revision,
+    };
+    let body = Written {
+        state: body,
+        position: executed.position,
     };
     Ok((status, axum::Json(body)).into_response())
 }

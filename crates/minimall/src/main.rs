@@ -97,6 +97,16 @@ enum ServeCommand {
     Inventory,
     /// Deliveries (port 8084).
     Delivery,
+    /// The order-status read model and its queries (port 8086).
+    OrderStatus {
+        /// The read model's SQLite file.
+        #[arg(
+            long,
+            default_value = "./data/order-status.sqlite",
+            env = "MINIMALL_ORDER_STATUS_DB"
+        )]
+        database: PathBuf,
+    },
     /// The order process manager (status on port 8085).
     Saga {
         #[arg(
@@ -205,6 +215,14 @@ async fn run_service(
             inventory::build(inventory::Settings {
                 listen: at(ports.inventory),
                 store_url,
+            })
+            .await?
+        }
+        ServeCommand::OrderStatus { database } => {
+            order_status::build(order_status::Settings {
+                listen: at(ports.order_status),
+                store_url,
+                database,
             })
             .await?
         }

@@ -24,7 +24,7 @@ use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
 use servicekit::{
     ApiError, CallError, Caller, Json, OptionalJson, Problem, Readiness, Running, StartError,
-    Upstream, UpstreamSettings,
+    Upstream, UpstreamSettings, Written,
 };
 
 #[derive(Debug, Clone)]
@@ -162,6 +162,10 @@ async fn run(
     };
     let body =
         view(&executed.state, executed.revision).ok_or_else(|| refusal(OrderError::NotPlaced))?;
+    let body = Written {
+        state: body,
+        position: executed.position,
+    };
     Ok((status, axum::Json(body)).into_response())
 }
 

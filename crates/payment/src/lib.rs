@@ -21,7 +21,7 @@ use domain::payment::{Payment, PaymentCommand, PaymentError, PaymentState};
 use domain::{CancelReason, Money, OrderId};
 use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
+use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError, Written};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -146,7 +146,10 @@ async fn run(
     };
     Ok((
         status,
-        axum::Json(view(order_id, &executed.state, executed.revision)),
+        axum::Json(Written {
+            state: view(order_id, &executed.state, executed.revision),
+            position: executed.position,
+        }),
     )
         .into_response())
 }

@@ -53,4 +53,7 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A service's own database (a read model) cannot be opened.
+    #[error("database: {0}")]
+    Database(String),
 }

@@ -20,7 +20,7 @@ pub struct ShopSettings {
     /// An external event store's connection string; `None` runs the embedded one.
     pub store_url: Option<String>,
     pub host: IpAddr,
-    /// Ports of store, order, payment, inventory, delivery, saga; 0 picks free ones.
+    /// Ports of every part; 0 picks free ones.
     pub ports: Ports,
     /// Time a customer has to pay.
     pub due_period: Duration,
@@ -40,6 +40,7 @@ pub struct Ports {
     pub inventory: u16,
     pub delivery: u16,
     pub saga: u16,
+    pub order_status: u16,
 }
 
 impl Ports {
@@ -50,6 +51,7 @@ impl Ports {
         inventory: 8083,
         delivery: 8084,
         saga: 8085,
+        order_status: 8086,
     };
     pub const ANY: Ports = Ports {
         store: 0,
@@ -58,6 +60,7 @@ impl Ports {
         inventory: 0,
         delivery: 0,
         saga: 0,
+        order_status: 0,
     };
 }
 
@@ -84,6 +87,8 @@ pub enum Service {
     Inventory,
     Delivery,
     Saga,
+    /// The order-status read model.
+    OrderStatus,
 }
 
 /// The running shop.
@@ -96,11 +101,13 @@ pub struct Shop {
     inventory: Option<Running>,
     delivery: Option<Running>,
     saga: Option<Running>,
+    order_status: Option<Running>,
     /// Where each service listens (kept across restarts, so the others still find it).
-    addrs: [SocketAddr; 5],
+    addrs: [SocketAddr; 6],
 }
 
-const SERVICES: [Service; 5] = [
+const SERVICES: [Service; 6] = [
+    Service::OrderStatus,
     Service::Inventory,
     Service::Payment,
     Service::Delivery,
@@ -115,6 +122,7 @@ fn index(service: Service) -> usize {
         Service::Inventory => 2,
         Service::Delivery => 3,
         Service::Saga => 4,
+        Service::OrderStatus => 5,
     }
 }
 
@@ -145,12 +153,14 @@ impl Shop {
             inventory: None,
             delivery: None,
             saga: None,
+            order_status: None,
             addrs: [
                 addr(p.order),
                 addr(p.payment),
                 addr(p.inventory),
                 addr(p.delivery),
                 addr(p.saga),
+                addr(p.order_status),
             ],
             settings,
         };
@@ -182,6 +192,7 @@ impl Shop {
             Service::Inventory => &mut self.inventory,
             Service::Delivery => &mut self.delivery,
             Service::Saga => &mut self.saga,
+            Service::OrderStatus => &mut self.order_status,
         }
     }
 
@@ -214,6 +225,14 @@ impl Shop {
                 inventory::build(inventory::Settings { listen, store_url }).await?
             }
             Service::Delivery => delivery::build(delivery::Settings { listen, store_url }).await?,
+            Service::OrderStatus => {
+                order_status::build(order_status::Settings {
+                    listen,
+                    store_url,
+                    database: self.settings.data_dir.join("order-status.sqlite"),
+                })
+                .await?
+            }
             Service::Saga => {
                 saga::build(saga::Settings {
                     order: self.calls_to(Service::Order),
@@ -247,6 +266,7 @@ impl Shop {
             ("inventory", Service::Inventory),
             ("delivery", Service::Delivery),
             ("saga", Service::Saga),
+            ("order-status", Service::OrderStatus),
         ] {
             parts.push((name.to_string(), self.url(service)));
         }

@@ -1,5 +1,4 @@
 use serde_json::Value;
-use shop::Service;
 
 use crate::helpers::*;
 
@@ -22,14 +21,7 @@ async fn an_order_goes_from_placement_to_receipt() {
 
     assert_eq!(t.confirm_deposit(&order).await.status, 201);
     t.order_reaches(&order, "Shipping").await;
-    let receipt = t
-        .post(
-            Service::Order,
-            &format!("/orders/{order}/receipt"),
-            "customer:alice",
-            serde_json::json!({}),
-        )
-        .await;
+    let receipt = t.receipt("alice", &order).await;
     assert_eq!(receipt.status, 201, "{receipt:?}");
     assert_eq!(receipt.body["status"], "Closed");
     t.saga_settled().await;

@@ -140,6 +140,16 @@ impl TestShop {
         .await
     }
 
+    pub async fn receipt(&self, customer: &str, order_id: &str) -> Answer {
+        self.post(
+            Service::Order,
+            &format!("/orders/{order_id}/receipt"),
+            &format!("customer:{customer}"),
+            json!({}),
+        )
+        .await
+    }
+
     pub async fn cancel(&self, customer: &str, order_id: &str) -> Answer {
         self.post(
             Service::Order,

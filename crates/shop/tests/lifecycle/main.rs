@@ -6,5 +6,6 @@ mod cancel;
 mod happy_path;
 mod helpers;
 mod outages;
+mod read_model;
 mod receipt_and_overdue;
 mod stock;
