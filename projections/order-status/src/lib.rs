@@ -11,6 +11,7 @@
 pub mod store;
 pub mod view;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,15 +19,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use axum::Router;
 use domain::{OrderId, OrderStatus};
 use eventlog::{EventLog, Followed, LogPosition, Seen};
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use servicekit::{ApiError, Problem, Readiness, Running, StartError};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::store::{OrderDetail, OrderSummary, Store, StoreError};
+use crate::view::OrderRow;
 
 /// The stream families the read model is made of.
 pub const FOLLOWED_PREFIXES: [&str; 4] = ["order-", "payment-", "product-", "delivery-"];
@@ -38,6 +44,11 @@ const FOLLOW_QUEUE_MAX: usize = 4_096;
 pub const READ_WAIT_MS_MAX: u64 = 2_000;
 /// Pause before writing again after the database failed, in milliseconds.
 const RETRY_MS: u64 = 500;
+/// Changed orders kept for live listeners that are behind; one further behind is told to
+/// reload.
+const LIVE_CHANGES_MAX: usize = 1_024;
+/// Seconds between keep-alive comments on a live stream.
+const LIVE_KEEP_ALIVE_S: u64 = 15;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -52,6 +63,8 @@ struct Shared {
     /// The position of the last event applied.
     applied: watch::Sender<Option<LogPosition>>,
     caught_up: AtomicBool,
+    /// Orders as they change, for live screens.
+    changes: broadcast::Sender<Arc<OrderRow>>,
 }
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
@@ -63,6 +76,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         store,
         applied: watch::Sender::new(checkpoint),
         caught_up: AtomicBool::new(false),
+        changes: broadcast::Sender::new(LIVE_CHANGES_MAX),
     });
     let (events, queue) = mpsc::channel(FOLLOW_QUEUE_MAX);
     let mut follower = log.follow(&FOLLOWED_PREFIXES, checkpoint);
@@ -80,7 +94,9 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
     });
     let routes = Router::new()
         .route("/orders/:order_id", get(order))
+        .route("/orders/:order_id/live", get(order_live))
         .route("/customers/:customer_id/orders", get(customer_orders))
+        .route("/customers/:customer_id/live", get(customer_live))
         .route("/seller/orders", get(seller_orders))
         .with_state(shared);
     Ok(
@@ -116,7 +132,13 @@ async fn apply(shared: Arc<Shared>, mut queue: mpsc::Receiver<Followed>) {
         loop {
             let (store, events) = (Arc::clone(&shared.store), Arc::clone(&batch));
             match tokio::task::spawn_blocking(move || store.apply(&events)).await {
-                Ok(Ok(_changed)) => break,
+                Ok(Ok(changed)) => {
+                    for row in changed {
+                        // Nobody listening is fine.
+                        let _ = shared.changes.send(Arc::new(row));
+                    }
+                    break;
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot write the read model; retrying"),
                 Err(e) => tracing::error!(error = %e, "the read model's writer failed; retrying"),
             }
@@ -211,4 +233,40 @@ async fn seller_orders(
     read(&shared, move |store| store.orders_in(query.status))
         .await
         .map(axum::Json)
+}
+
+/// Live updates of one order: an `order` event with the row each time it changes.
+async fn order_live(
+    State(shared): State<Arc<Shared>>,
+    Path(order_id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let order_id = OrderId::parse(&order_id).map_err(|_| Problem::not_found("no such order"))?;
+    Ok(live(&shared, move |row| row.order_id == order_id))
+}
+
+/// Live updates of all of a customer's orders.
+async fn customer_live(
+    State(shared): State<Arc<Shared>>,
+    Path(customer_id): Path<String>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    live(&shared, move |row| row.customer_id == customer_id)
+}
+
+/// Server-sent events of the changed rows `wanted` keeps. A listener that fell more than
+/// `LIVE_CHANGES_MAX` changes behind gets a `reload` event: it should query again.
+fn live(
+    shared: &Shared,
+    wanted: impl Fn(&OrderRow) -> bool + Send + 'static,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let changes = BroadcastStream::new(shared.changes.subscribe()).filter_map(move |change| {
+        let event = match change {
+            Ok(row) if wanted(&row) => SseEvent::default().event("order").json_data(&*row).ok(),
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(_)) => {
+                Some(SseEvent::default().event("reload").data("{}"))
+            }
+        };
+        std::future::ready(event.map(Ok))
+    });
+    Sse::new(changes).keep_alive(KeepAlive::new().interval(Duration::from_secs(LIVE_KEEP_ALIVE_S)))
 }

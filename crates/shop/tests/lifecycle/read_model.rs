@@ -149,3 +149,73 @@ async fn a_cancelled_order_shows_why() {
     assert_eq!(seen["deposit"]["cancelled"], true);
     t.shop.stop().await;
 }
+
+/// Reads server-sent events until one's data satisfies `done`; fails after `EVENTUALLY_MS_MAX`.
+async fn until_event(response: &mut reqwest::Response, done: impl Fn(&Value) -> bool) {
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(EVENTUALLY_MS_MAX);
+    let mut text = String::new();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            let data = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .collect::<Vec<_>>()
+                .join("");
+            if let Ok(value) = serde_json::from_str::<Value>(data.trim()) {
+                if done(&value) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The customer's screen gets each change of their orders without asking again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_sees_their_orders_change_live() {
+    let t = spawn_shop().await;
+    let product = t.product("Green tea", 1250, 10).await;
+    let url = format!("{}/customers/alice/live", t.shop.url(Service::OrderStatus));
+    let mut live = t.http.get(url).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    assert!(live.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut others = t
+        .http
+        .get(format!(
+            "{}/customers/bob/live",
+            t.shop.url(Service::OrderStatus)
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    let order = t.place("alice", &product, 1).await;
+    until_event(&mut live, |o| {
+        o["orderId"] == order && o["status"] == "AwaitingDeposit"
+    })
+    .await;
+    t.confirm_deposit(&order).await;
+    until_event(&mut live, |o| {
+        o["orderId"] == order && o["status"] == "Shipping"
+    })
+    .await;
+    // Bob's stream says nothing of Alice's order (only keep-alive comments, if anything).
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), others.chunk()).await;
+    if let Ok(Ok(Some(chunk))) = quiet {
+        assert!(!String::from_utf8_lossy(&chunk).contains(&order));
+    }
+    // Open streams would hold the shop's graceful stop for its whole drain time.
+    drop((live, others));
+    t.shop.stop().await;
+}
