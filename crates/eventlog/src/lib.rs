@@ -347,6 +347,22 @@ impl EventLog {
         }
     }
 
+    /// The position of the last event in the whole log (`None`: the log is empty).
+    pub async fn last_position(&self) -> Result<Option<LogPosition>, LogError> {
+        let options = eventstore::ReadAllOptions::default()
+            .position(StreamPosition::End)
+            .backwards()
+            .max_count(1);
+        let mut reader = self.client.read_all(&options).await?;
+        Ok(reader.next().await?.map(|resolved| {
+            let recorded = resolved.get_original_event();
+            LogPosition {
+                commit: recorded.position.commit,
+                prepare: recorded.position.prepare,
+            }
+        }))
+    }
+
     /// Follows `$all` (streams whose names start with one of `prefixes`), after `after` or from
     /// the start.
     pub fn follow(&self, prefixes: &[&str], after: Option<LogPosition>) -> Follower {

@@ -40,6 +40,11 @@ enum Command {
         #[arg(long, default_value_t = 7 * 24 * 3600, env = "MINIMALL_DUE_PERIOD_S")]
         due_period_s: u64,
     },
+    /// Work on a read model.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsCommand,
+    },
     /// Run one service on its own.
     Serve {
         #[command(subcommand)]
@@ -68,6 +73,24 @@ enum Command {
             env = "MINIMALL_ESTORE_DATA_DIR"
         )]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Replay the whole log into a fresh database and swap it in atomically while the running
+    /// service keeps answering; shows progress until done.
+    Rebuild {
+        /// The projection: only `order-status` exists.
+        #[arg(value_parser = ["order-status"])]
+        projection: String,
+        /// Where the projection's service listens.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8086",
+            env = "MINIMALL_ORDER_STATUS_URL"
+        )]
+        url: String,
     },
 }
 
@@ -156,7 +179,68 @@ async fn main() -> anyhow::Result<()> {
             listen,
             store_url,
         } => run_service(service, listen, store_url).await,
+        Command::Projections {
+            action: ProjectionsCommand::Rebuild { projection: _, url },
+        } => rebuild(&url).await,
     }
+}
+
+/// Longest a rebuild is followed, in seconds, before the command gives up waiting (the rebuild
+/// itself goes on in the service).
+const REBUILD_WAIT_S_MAX: u64 = 3_600;
+
+async fn rebuild(url: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let started = http
+        .post(format!("{url}/admin/rebuild"))
+        .send()
+        .await
+        .with_context(|| format!("reaching the read model at {url}"))?;
+    if !started.status().is_success() {
+        let problem: serde_json::Value = started.json().await.unwrap_or_default();
+        anyhow::bail!("the rebuild did not start: {}", problem["detail"]);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(REBUILD_WAIT_S_MAX);
+    while std::time::Instant::now() < deadline {
+        let progress: serde_json::Value = http
+            .get(format!("{url}/admin/rebuild"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let reached = progress["reached"].as_u64().unwrap_or(0);
+        let target = progress["target"].as_u64().unwrap_or(0).max(1);
+        let done = progress["done"] == true;
+        // The target is the log's end when the rebuild started; the saga's own streams, which
+        // the read model skips, may sit past its last event.
+        let share = if done && progress["error"].is_null() {
+            1.0
+        } else {
+            (reached as f64 / target as f64).min(1.0)
+        };
+        let filled = (share * 40.0) as usize;
+        print!(
+            "\r[{}{}] {:>3.0}%  {} events",
+            "#".repeat(filled),
+            " ".repeat(40 - filled),
+            share * 100.0,
+            progress["events"]
+        );
+        std::io::stdout().flush()?;
+        if done {
+            println!();
+            return match progress["error"].as_str() {
+                None => {
+                    println!("rebuilt and swapped in");
+                    Ok(())
+                }
+                Some(error) => anyhow::bail!("the rebuild failed: {error}"),
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("still rebuilding after {REBUILD_WAIT_S_MAX} s; see GET {url}/admin/rebuild")
 }
 
 async fn run_shop(

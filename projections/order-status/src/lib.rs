@@ -15,17 +15,19 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use domain::{OrderId, OrderStatus};
 use eventlog::{EventLog, Followed, LogPosition, Seen};
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use servicekit::{ApiError, Problem, Readiness, Running, StartError};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -59,12 +61,24 @@ pub struct Settings {
 }
 
 struct Shared {
-    store: Arc<Store>,
+    log: EventLog,
+    database: PathBuf,
+    /// The database queries read and the projector writes; replaced by a rebuild.
+    store: RwLock<Arc<Store>>,
     /// The position of the last event applied.
     applied: watch::Sender<Option<LogPosition>>,
     caught_up: AtomicBool,
     /// Orders as they change, for live screens.
     changes: broadcast::Sender<Arc<OrderRow>>,
+    /// The running or last rebuild.
+    rebuild: Mutex<Option<RebuildProgress>>,
+    swaps: mpsc::Sender<Swap>,
+}
+
+impl Shared {
+    fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.store.read().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
@@ -72,22 +86,18 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
     let database = |e: StoreError| StartError::Database(e.to_string());
     let store = Arc::new(Store::open(&settings.database).map_err(database)?);
     let checkpoint = store.checkpoint().map_err(database)?;
+    let (swaps, swapped) = mpsc::channel(1);
     let shared = Arc::new(Shared {
-        store,
+        log,
+        database: settings.database,
+        store: RwLock::new(store),
         applied: watch::Sender::new(checkpoint),
         caught_up: AtomicBool::new(false),
         changes: broadcast::Sender::new(LIVE_CHANGES_MAX),
+        rebuild: Mutex::new(None),
+        swaps,
     });
-    let (events, queue) = mpsc::channel(FOLLOW_QUEUE_MAX);
-    let mut follower = log.follow(&FOLLOWED_PREFIXES, checkpoint);
-    let follow = tokio::spawn(async move {
-        loop {
-            if events.send(follower.next().await).await.is_err() {
-                return;
-            }
-        }
-    });
-    let apply = tokio::spawn(apply(Arc::clone(&shared), queue));
+    let projector = tokio::spawn(project(Arc::clone(&shared), checkpoint, swapped));
     let readiness = Readiness::when({
         let shared = Arc::clone(&shared);
         move || shared.caught_up.load(Ordering::Acquire)
@@ -98,56 +108,267 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         .route("/customers/:customer_id/orders", get(customer_orders))
         .route("/customers/:customer_id/live", get(customer_live))
         .route("/seller/orders", get(seller_orders))
+        .route("/admin/rebuild", post(start_rebuild).get(rebuild_progress))
         .with_state(shared);
     Ok(
         servicekit::serve("order-status", settings.listen, routes, readiness)
             .await?
-            .with_worker(follow)
-            .with_worker(apply),
+            .with_worker(projector),
     )
 }
 
-/// Writes what the follower read, in batches, each with its checkpoint.
-async fn apply(shared: Arc<Shared>, mut queue: mpsc::Receiver<Followed>) {
-    while let Some(first) = queue.recv().await {
-        let mut batch: Vec<Seen> = Vec::new();
+/// The store's events for the read model, read ahead by a task that stops with the feed.
+struct Feed {
+    events: mpsc::Receiver<Followed>,
+    /// Held only so that dropping the feed stops its follower.
+    _follower: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Feed {
+    fn start(log: &EventLog, after: Option<LogPosition>) -> Feed {
+        let (sender, events) = mpsc::channel(FOLLOW_QUEUE_MAX);
+        let mut follower = log.follow(&FOLLOWED_PREFIXES, after);
+        let task = tokio::spawn(async move {
+            loop {
+                if sender.send(follower.next().await).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Feed {
+            events,
+            _follower: AbortOnDrop(task),
+        }
+    }
+
+    /// The next batch: what is there after waiting for the first (at most `BATCH_EVENTS_MAX`),
+    /// and whether the follower said it caught up. `None` if the feed ended.
+    async fn next_batch(&mut self) -> Option<(Vec<Seen>, bool)> {
+        let mut next = Some(self.events.recv().await?);
+        let mut batch = Vec::new();
         let mut caught_up = false;
-        let mut next = Some(first);
         while let Some(followed) = next.take() {
             match followed {
                 Followed::Event(seen) => batch.push(*seen),
                 Followed::CaughtUp => caught_up = true,
             }
             if batch.len() < BATCH_EVENTS_MAX {
-                next = queue.try_recv().ok();
+                next = self.events.try_recv().ok();
             }
         }
-        let Some(last) = batch.last().map(|s| s.position) else {
-            if caught_up {
-                shared.caught_up.store(true, Ordering::Release);
-            }
-            continue;
-        };
-        let batch = Arc::new(batch);
-        loop {
-            let (store, events) = (Arc::clone(&shared.store), Arc::clone(&batch));
-            match tokio::task::spawn_blocking(move || store.apply(&events)).await {
-                Ok(Ok(changed)) => {
-                    for row in changed {
+        Some((batch, caught_up))
+    }
+}
+
+/// Writes a batch with its checkpoint, retrying while the database fails; the changed rows.
+async fn write(store: &Arc<Store>, batch: Vec<Seen>) -> Vec<OrderRow> {
+    let batch = Arc::new(batch);
+    loop {
+        let (store, events) = (Arc::clone(store), Arc::clone(&batch));
+        match tokio::task::spawn_blocking(move || store.apply(&events)).await {
+            Ok(Ok(changed)) => return changed,
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the read model; retrying"),
+            Err(e) => tracing::error!(error = %e, "the read model's writer failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+    }
+}
+
+/// A rebuilt database, caught up, and the feed that continues where it stopped.
+struct Swap {
+    sealed: PathBuf,
+    checkpoint: Option<LogPosition>,
+    feed: Feed,
+}
+
+/// The projector: applies the feed to the current database; swaps in a rebuilt one.
+async fn project(shared: Arc<Shared>, after: Option<LogPosition>, mut swaps: mpsc::Receiver<Swap>) {
+    let mut feed = Feed::start(&shared.log, after);
+    loop {
+        tokio::select! {
+            batch = feed.next_batch() => {
+                let Some((batch, caught_up)) = batch else { return };
+                if let Some(last) = batch.last().map(|s| s.position) {
+                    for row in write(&shared.store(), batch).await {
                         // Nobody listening is fine.
                         let _ = shared.changes.send(Arc::new(row));
                     }
-                    break;
+                    shared.applied.send_replace(Some(last));
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot write the read model; retrying"),
-                Err(e) => tracing::error!(error = %e, "the read model's writer failed; retrying"),
+                if caught_up {
+                    shared.caught_up.store(true, Ordering::Release);
+                }
             }
-            tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+            Some(swap) = swaps.recv() => {
+                match swap_in(&shared, &swap.sealed).await {
+                    Ok(()) => {
+                        feed = swap.feed;
+                        shared.applied.send_replace(swap.checkpoint);
+                        finish_rebuild(&shared, None);
+                        tracing::info!("read model rebuilt and swapped in");
+                    }
+                    Err(e) => finish_rebuild(&shared, Some(e.to_string())),
+                }
+            }
         }
-        shared.applied.send_replace(Some(last));
+    }
+}
+
+/// Replaces the live database file by the sealed rebuilt one, atomically (a rename), once the
+/// queries in flight on the old one finished; queries wait on the swap for that long at most.
+async fn swap_in(shared: &Shared, sealed: &std::path::Path) -> Result<(), StoreError> {
+    let old = shared.store();
+    // Queries hold the store for a moment each; wait for them to let go (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(READ_WAIT_MS_MAX);
+    while Arc::strong_count(&old) > 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut current = shared.store.write().unwrap_or_else(|e| e.into_inner());
+    std::fs::rename(sealed, &shared.database).map_err(|e| {
+        StoreError::Corrupt(format!("cannot move {} into place: {e}", sealed.display()))
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let mut stale = shared.database.clone().into_os_string();
+        stale.push(suffix);
+        let _ = std::fs::remove_file(stale);
+    }
+    *current = Arc::new(Store::open(&shared.database)?);
+    drop(old);
+    Ok(())
+}
+
+/// How a rebuild goes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RebuildProgress {
+    started_at: chrono::DateTime<chrono::Utc>,
+    /// The log's last position when the rebuild started: 100% is reaching it.
+    target: Option<u64>,
+    /// The position the rebuilt database has reached.
+    reached: Option<u64>,
+    events: u64,
+    done: bool,
+    error: Option<String>,
+}
+
+fn finish_rebuild(shared: &Shared, error: Option<String>) {
+    if let Some(progress) = shared
+        .rebuild
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+    {
+        progress.done = true;
+        progress.error = error;
+    }
+}
+
+/// Starts rebuilding the read model from the whole log into a fresh database; queries keep
+/// being served from the current one until the swap. 202 with the progress; 409 if one runs.
+async fn start_rebuild(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let target = shared.log.last_position().await?;
+    {
+        let mut rebuild = shared.rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        if rebuild.as_ref().is_some_and(|r| !r.done) {
+            return Err(Problem::conflict(
+                "rebuild-running",
+                "A rebuild is running",
+                "wait for it to finish (GET /admin/rebuild)",
+            )
+            .into());
+        }
+        *rebuild = Some(RebuildProgress {
+            started_at: chrono::Utc::now(),
+            target: target.map(|p| p.commit),
+            reached: None,
+            events: 0,
+            done: false,
+            error: None,
+        });
+    }
+    tokio::spawn(rebuild(Arc::clone(&shared)));
+    Ok((StatusCode::ACCEPTED, axum::Json(progress_of(&shared))).into_response())
+}
+
+async fn rebuild_progress(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    match progress_of(&shared) {
+        Some(progress) => Ok(axum::Json(progress).into_response()),
+        None => Err(Problem::not_found("no rebuild has run").into()),
+    }
+}
+
+fn progress_of(shared: &Shared) -> Option<RebuildProgress> {
+    shared
+        .rebuild
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Replays the whole log into `<database>.rebuild` until caught up, then hands it to the
+/// projector to swap in.
+async fn rebuild(shared: Arc<Shared>) {
+    let mut path = shared.database.clone().into_os_string();
+    path.push(".rebuild");
+    let path = PathBuf::from(path);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut stale = path.clone().into_os_string();
+        stale.push(suffix);
+        let _ = std::fs::remove_file(stale);
+    }
+    let store = match Store::open(&path) {
+        Ok(store) => Arc::new(store),
+        Err(e) => return finish_rebuild(&shared, Some(e.to_string())),
+    };
+    let mut feed = Feed::start(&shared.log, None);
+    let mut checkpoint = None;
+    loop {
+        let Some((batch, caught_up)) = feed.next_batch().await else {
+            return finish_rebuild(&shared, Some("the store's feed ended".to_string()));
+        };
+        let count = batch.len() as u64;
+        if let Some(last) = batch.last().map(|s| s.position) {
+            write(&store, batch).await;
+            checkpoint = Some(last);
+        }
+        if let Some(progress) = shared
+            .rebuild
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            progress.events += count;
+            progress.reached = checkpoint.map(|p| p.commit);
+        }
         if caught_up {
-            shared.caught_up.store(true, Ordering::Release);
+            break;
         }
+    }
+    let sealed = match Arc::into_inner(store).map(Store::seal) {
+        Some(Ok(sealed)) => sealed,
+        Some(Err(e)) => return finish_rebuild(&shared, Some(e.to_string())),
+        None => {
+            return finish_rebuild(
+                &shared,
+                Some("the rebuilt database is still in use".to_string()),
+            )
+        }
+    };
+    let swap = Swap {
+        sealed,
+        checkpoint,
+        feed,
+    };
+    if shared.swaps.send(swap).await.is_err() {
+        finish_rebuild(&shared, Some("the projector stopped".to_string()));
     }
 }
 
@@ -187,7 +408,7 @@ async fn read<T: Send + 'static>(
     shared: &Shared,
     query: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let store = Arc::clone(&shared.store);
+    let store = shared.store();
     tokio::task::spawn_blocking(move || query(&store))
         .await
         .map_err(|e| ApiError::from(Problem::internal(&e)))?

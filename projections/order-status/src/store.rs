@@ -115,6 +115,22 @@ impl Store {
         &self.path
     }
 
+    /// Makes the file self-contained (WAL folded in and removed), so it can be moved; the store
+    /// is then closed.
+    pub fn seal(self) -> Result<PathBuf, StoreError> {
+        // Leaving WAL mode needs the only connection.
+        drop(self.reader);
+        let writer = self.writer.into_inner().unwrap_or_else(|e| e.into_inner());
+        writer
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        drop(writer);
+        Ok(self.path)
+    }
+
     fn sqlite(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
