@@ -39,7 +39,12 @@ enum Command {
         /// Seconds a customer has to pay after ordering.
         #[arg(long, default_value_t = 7 * 24 * 3600, env = "MINIMALL_DUE_PERIOD_S")]
         due_period_s: u64,
+        /// Secret signing the gateway's tokens (a fresh one per start if not given).
+        #[arg(long, env = "MINIMALL_TOKEN_SECRET", hide_env_values = true)]
+        token_secret: Option<String>,
     },
+    /// Print the argon2 hash (PHC string) of a password, for the gateway's accounts.
+    HashPassword { password: String },
     /// Work on a read model.
     Projections {
         #[command(subcommand)]
@@ -94,6 +99,41 @@ enum ProjectionsCommand {
     },
 }
 
+/// Where the other services are (comma-separated replicas where the gateway is concerned).
+#[derive(clap::Args)]
+struct ServiceUrls {
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8081",
+        env = "MINIMALL_ORDER_URL"
+    )]
+    order_url: String,
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8082",
+        env = "MINIMALL_PAYMENT_URL"
+    )]
+    payment_url: String,
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8083",
+        env = "MINIMALL_INVENTORY_URL"
+    )]
+    inventory_url: String,
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8084",
+        env = "MINIMALL_DELIVERY_URL"
+    )]
+    delivery_url: String,
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8086",
+        env = "MINIMALL_ORDER_STATUS_URL"
+    )]
+    order_status_url: String,
+}
+
 #[derive(Subcommand)]
 enum ServeCommand {
     /// Orders: place, cancel, confirm receipt (port 8081).
@@ -120,6 +160,14 @@ enum ServeCommand {
     Inventory,
     /// Deliveries (port 8084).
     Delivery,
+    /// The single entry point: authentication, routing, load shedding (port 8080).
+    Gateway {
+        #[command(flatten)]
+        services: ServiceUrls,
+        /// Secret signing tokens.
+        #[arg(long, env = "MINIMALL_TOKEN_SECRET", hide_env_values = true)]
+        token_secret: String,
+    },
     /// The order-status read model and its queries (port 8086).
     OrderStatus {
         /// The read model's SQLite file.
@@ -132,30 +180,8 @@ enum ServeCommand {
     },
     /// The order process manager (status on port 8085).
     Saga {
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:8081",
-            env = "MINIMALL_ORDER_URL"
-        )]
-        order_url: String,
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:8082",
-            env = "MINIMALL_PAYMENT_URL"
-        )]
-        payment_url: String,
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:8083",
-            env = "MINIMALL_INVENTORY_URL"
-        )]
-        inventory_url: String,
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:8084",
-            env = "MINIMALL_DELIVERY_URL"
-        )]
-        delivery_url: String,
+        #[command(flatten)]
+        services: ServiceUrls,
     },
 }
 
@@ -173,12 +199,20 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             store_url,
             due_period_s,
-        } => run_shop(data_dir, store_url, due_period_s).await,
+            token_secret,
+        } => run_shop(data_dir, store_url, due_period_s, token_secret).await,
         Command::Serve {
             service,
             listen,
             store_url,
         } => run_service(service, listen, store_url).await,
+        Command::HashPassword { password } => {
+            println!(
+                "{}",
+                gateway::hash_password(&password).map_err(anyhow::Error::msg)?
+            );
+            Ok(())
+        }
         Command::Projections {
             action: ProjectionsCommand::Rebuild { projection: _, url },
         } => rebuild(&url).await,
@@ -247,8 +281,12 @@ async fn run_shop(
     data_dir: PathBuf,
     store_url: Option<String>,
     due_period_s: u64,
+    token_secret: Option<String>,
 ) -> anyhow::Result<()> {
     let mut settings = shop::ShopSettings::new(data_dir, shop::Ports::DEFAULT);
+    if let Some(secret) = token_secret {
+        settings.token_secret = gateway::Secret::new(secret);
+    }
     settings.store_url = store_url;
     settings.due_period = std::time::Duration::from_secs(due_period_s);
     let shop = shop::Shop::start(settings).await?;
@@ -260,6 +298,8 @@ async fn run_shop(
     if seeded > 0 {
         println!("  seeded the demo catalogue ({seeded} products)");
     }
+    println!("Demo accounts (password = name): alice, bob (customers), seller. Log in with");
+    println!("  curl -s localhost:8080/api/login -H 'content-type: application/json' -d '{{\"name\":\"alice\",\"password\":\"alice\"}}'");
     println!("Ctrl-C stops it.");
     shutdown_signal().await?;
     shop.stop().await;
@@ -302,6 +342,28 @@ async fn run_service(
             })
             .await?
         }
+        ServeCommand::Gateway {
+            services,
+            token_secret,
+        } => {
+            let defaults = gateway::Settings::local(
+                at(ports.gateway),
+                shop::demo_accounts(),
+                gateway::Secret::new(token_secret),
+            );
+            let pool = |url: String| gateway::PoolSettings {
+                replicas: url.split(',').map(str::to_string).collect(),
+                ..defaults.order.clone()
+            };
+            gateway::build(gateway::Settings {
+                order: pool(services.order_url),
+                payment: pool(services.payment_url),
+                inventory: pool(services.inventory_url),
+                order_status: pool(services.order_status_url),
+                ..defaults
+            })
+            .await?
+        }
         ServeCommand::OrderStatus { database } => {
             order_status::build(order_status::Settings {
                 listen: at(ports.order_status),
@@ -317,17 +379,12 @@ async fn run_service(
             })
             .await?
         }
-        ServeCommand::Saga {
-            order_url,
-            payment_url,
-            inventory_url,
-            delivery_url,
-        } => {
+        ServeCommand::Saga { services } => {
             saga::build(saga::Settings {
-                order: calls(order_url),
-                payment: calls(payment_url),
-                inventory: calls(inventory_url),
-                delivery: calls(delivery_url),
+                order: calls(services.order_url),
+                payment: calls(services.payment_url),
+                inventory: calls(services.inventory_url),
+                delivery: calls(services.delivery_url),
                 ..saga::Settings::local(at(ports.saga), store_url)
             })
             .await?

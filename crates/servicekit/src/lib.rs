@@ -13,6 +13,6 @@ mod upstream;
 
 pub use api_error::{ApiError, StartError};
 pub use caller::{Caller, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
-pub use problem::{Json, OptionalJson, Problem, Written};
+pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, Written};
 pub use serve::{serve, Readiness, Running, BODY_BYTES_MAX};
 pub use upstream::{CallError, Reply, Upstream, UpstreamSettings};

@@ -2,7 +2,9 @@
 //! `status` and a `detail` for people.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
+use axum::http::HeaderMap;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -150,7 +152,7 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
         let (is_json, bytes) = body_of(request, state).await?;
-        parse(is_json, &bytes).map(Json)
+        parse_json(is_json, &bytes).map(Json)
     }
 }
 
@@ -167,41 +169,47 @@ where
         if bytes.is_empty() {
             return Ok(OptionalJson(None));
         }
-        parse(is_json, &bytes).map(|value| OptionalJson(Some(value)))
+        parse_json(is_json, &bytes).map(|value| OptionalJson(Some(value)))
     }
 }
 
 /// The body's bytes (within the body limit) and whether it was declared JSON.
 async fn body_of<S: Send + Sync>(request: Request, state: &S) -> Result<(bool, Bytes), Problem> {
-    let is_json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|mime| {
-            let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || mime.ends_with("+json")
-        })
-        .unwrap_or(false);
+    let is_json = declares_json(request.headers());
     let bytes = Bytes::from_request(request, state)
         .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
-                    "The request body is too large",
-                    format!("bodies are limited to {} bytes", crate::BODY_BYTES_MAX),
-                )
-            } else {
-                Problem::bad_request(rejection.body_text())
-            }
-        })?;
+        .map_err(body_rejected)?;
     Ok((is_json, bytes))
 }
 
+/// Whether the request says its body is JSON.
+pub fn declares_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+}
+
+/// A body that could not be read: too large (413), or broken.
+pub fn body_rejected(rejection: BytesRejection) -> Problem {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "The request body is too large",
+            format!("bodies are limited to {} bytes", crate::BODY_BYTES_MAX),
+        )
+    } else {
+        Problem::bad_request(rejection.body_text())
+    }
+}
+
 /// Exactly one JSON value of the expected shape: trailing data is refused too.
-fn parse<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, Problem> {
+pub fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, Problem> {
     if !is_json {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -173,6 +173,8 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
+        // The peer's address is known to handlers (the gateway's rate limit keys on it).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;

@@ -30,6 +30,14 @@ pub struct ShopSettings {
     pub calls: UpstreamSettings,
     /// Pause of the saga between rounds of calls to a service that is down.
     pub saga_retry_pause: Duration,
+    /// Who may log in at the gateway.
+    pub accounts: Vec<gateway::Account>,
+    /// Signs the gateway's tokens.
+    pub token_secret: gateway::Secret,
+    /// The gateway's limits (the rest of its settings follow the shop's).
+    pub gateway_concurrent_requests_max: usize,
+    pub gateway_client_requests_per_s: u32,
+    pub gateway_client_burst: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +49,7 @@ pub struct Ports {
     pub delivery: u16,
     pub saga: u16,
     pub order_status: u16,
+    pub gateway: u16,
 }
 
 impl Ports {
@@ -52,6 +61,7 @@ impl Ports {
         delivery: 8084,
         saga: 8085,
         order_status: 8086,
+        gateway: 8080,
     };
     pub const ANY: Ports = Ports {
         store: 0,
@@ -61,6 +71,7 @@ impl Ports {
         delivery: 0,
         saga: 0,
         order_status: 0,
+        gateway: 0,
     };
 }
 
@@ -75,6 +86,12 @@ impl ShopSettings {
             account: "DE02 1203 0000 0000 2020 51 (minimall demo)".to_string(),
             calls: UpstreamSettings::new(""),
             saga_retry_pause: Duration::from_millis(500),
+            accounts: demo_accounts(),
+            // A fresh secret per start unless one is configured: tokens then end with the run.
+            token_secret: gateway::Secret::new(uuid_like_secret()),
+            gateway_concurrent_requests_max: 256,
+            gateway_client_requests_per_s: 50,
+            gateway_client_burst: 100,
         }
     }
 }
@@ -89,6 +106,8 @@ pub enum Service {
     Saga,
     /// The order-status read model.
     OrderStatus,
+    /// The single entry point.
+    Gateway,
 }
 
 /// The running shop.
@@ -102,17 +121,19 @@ pub struct Shop {
     delivery: Option<Running>,
     saga: Option<Running>,
     order_status: Option<Running>,
+    gateway: Option<Running>,
     /// Where each service listens (kept across restarts, so the others still find it).
-    addrs: [SocketAddr; 6],
+    addrs: [SocketAddr; 7],
 }
 
-const SERVICES: [Service; 6] = [
+const SERVICES: [Service; 7] = [
     Service::OrderStatus,
     Service::Inventory,
     Service::Payment,
     Service::Delivery,
     Service::Order,
     Service::Saga,
+    Service::Gateway,
 ];
 
 fn index(service: Service) -> usize {
@@ -123,6 +144,7 @@ fn index(service: Service) -> usize {
         Service::Delivery => 3,
         Service::Saga => 4,
         Service::OrderStatus => 5,
+        Service::Gateway => 6,
     }
 }
 
@@ -154,6 +176,7 @@ impl Shop {
             delivery: None,
             saga: None,
             order_status: None,
+            gateway: None,
             addrs: [
                 addr(p.order),
                 addr(p.payment),
@@ -161,6 +184,7 @@ impl Shop {
                 addr(p.delivery),
                 addr(p.saga),
                 addr(p.order_status),
+                addr(p.gateway),
             ],
             settings,
         };
@@ -193,6 +217,7 @@ impl Shop {
             Service::Delivery => &mut self.delivery,
             Service::Saga => &mut self.saga,
             Service::OrderStatus => &mut self.order_status,
+            Service::Gateway => &mut self.gateway,
         }
     }
 
@@ -225,6 +250,29 @@ impl Shop {
                 inventory::build(inventory::Settings { listen, store_url }).await?
             }
             Service::Delivery => delivery::build(delivery::Settings { listen, store_url }).await?,
+            Service::Gateway => {
+                let pool = |service| gateway::PoolSettings {
+                    replicas: vec![self.url(service)],
+                    timeout_ms: self.settings.calls.timeout_ms,
+                    breaker_failures_max: self.settings.calls.breaker_failures_max,
+                    breaker_open_s: self.settings.calls.breaker_open_s,
+                };
+                gateway::build(gateway::Settings {
+                    order: pool(Service::Order),
+                    payment: pool(Service::Payment),
+                    inventory: pool(Service::Inventory),
+                    order_status: pool(Service::OrderStatus),
+                    concurrent_requests_max: self.settings.gateway_concurrent_requests_max,
+                    client_requests_per_s: self.settings.gateway_client_requests_per_s,
+                    client_burst: self.settings.gateway_client_burst,
+                    ..gateway::Settings::local(
+                        listen,
+                        self.settings.accounts.clone(),
+                        self.settings.token_secret.clone(),
+                    )
+                })
+                .await?
+            }
             Service::OrderStatus => {
                 order_status::build(order_status::Settings {
                     listen,
@@ -259,7 +307,10 @@ impl Shop {
 
     /// Where each part listens, for people.
     pub fn describe(&self) -> Vec<(String, String)> {
-        let mut parts = vec![("event store".to_string(), self.store_url.clone())];
+        let mut parts = vec![
+            ("gateway".to_string(), self.url(Service::Gateway)),
+            ("event store".to_string(), self.store_url.clone()),
+        ];
         for (name, service) in [
             ("order", Service::Order),
             ("payment", Service::Payment),
@@ -282,6 +333,32 @@ impl Shop {
             store.stop().await;
         }
     }
+}
+
+/// The demo accounts (password = name): customers alice and bob, and the seller. Only the
+/// argon2 hashes are kept (made with `minimall hash-password`).
+pub fn demo_accounts() -> Vec<gateway::Account> {
+    [
+        ("alice", gateway::Role::Customer, "$argon2id$v=19$m=19456,t=2,p=1$c26ZI6lgQ/aMrs0ylG+FeQ$3JKs0qFpwKwScuAu4vhEC0hHiuGWoeOIudOJWjzsJVU"),
+        ("bob", gateway::Role::Customer, "$argon2id$v=19$m=19456,t=2,p=1$XPxH0R+CSsGDd12MhHSEKA$tZsTkiwSqnbg1w+POtOK05nz3Hht4dxTJ74pHrfL89Y"),
+        ("seller", gateway::Role::Seller, "$argon2id$v=19$m=19456,t=2,p=1$I/3wDvUcSJCoPnaF07/ovg$MNOdNTXjCARxTpWqkG+2I5s4SklhNjrgT6xPYPGtLtk"),
+    ]
+    .into_iter()
+    .map(|(name, role, hash)| gateway::Account {
+        name: name.to_string(),
+        role,
+        password_hash: hash.to_string(),
+    })
+    .collect()
+}
+
+/// 256 random bits, as text.
+fn uuid_like_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// The demo catalogue: fixed ids, so seeding again registers nothing twice.

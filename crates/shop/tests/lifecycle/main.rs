@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cancel;
+mod gateway;
 mod happy_path;
 mod helpers;
 mod outages;

@@ -1,0 +1,116 @@
+//! The API gateway (SPEC §4.6, §5): the shop's single entry point. It authenticates customers
+//! and the seller (demo accounts, argon2 hashes, signed tokens), authorizes every route (a
+//! customer acts on their own orders only; only the seller confirms deposits and manages stock),
+//! and forwards `/api/...` to the services' replicas with the caller's identity and a request
+//! id. Under overload it answers at once: 503 + Retry-After past the concurrency limit, 429 +
+//! Retry-After past a client's rate; a circuit breaker per upstream fails fast while it is down.
+//!
+//! It must not: hold business rules or state beyond its accounts; it forwards, checks who may,
+//! and sheds load.
+
+pub mod accounts;
+mod pool;
+mod routes;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use servicekit::{Readiness, Running, StartError};
+use tokio::sync::Semaphore;
+
+pub use accounts::{hash_password, Account, Role, Secret};
+pub use pool::PoolSettings;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub order: PoolSettings,
+    pub payment: PoolSettings,
+    pub inventory: PoolSettings,
+    pub order_status: PoolSettings,
+    pub accounts: Vec<Account>,
+    pub token_secret: Secret,
+    pub token_ttl: Duration,
+    /// Requests forwarded at once; beyond, 503 at once.
+    pub concurrent_requests_max: usize,
+    /// Live streams open at once; beyond, 503 at once.
+    pub live_streams_max: usize,
+    /// Requests per second one client (account, or address when anonymous) may make…
+    pub client_requests_per_s: u32,
+    /// …with bursts of this many.
+    pub client_burst: u32,
+    /// Seconds a shed request is told to wait.
+    pub retry_after_s: u64,
+}
+
+impl Settings {
+    /// Local defaults: one replica of each service at its default port.
+    pub fn local(listen: SocketAddr, accounts: Vec<Account>, token_secret: Secret) -> Settings {
+        let pool = |url: &str| PoolSettings {
+            replicas: vec![url.to_string()],
+            timeout_ms: 5_000,
+            breaker_failures_max: 5,
+            breaker_open_s: 2,
+        };
+        Settings {
+            listen,
+            order: pool("http://127.0.0.1:8081"),
+            payment: pool("http://127.0.0.1:8082"),
+            inventory: pool("http://127.0.0.1:8083"),
+            order_status: pool("http://127.0.0.1:8086"),
+            accounts,
+            token_secret,
+            token_ttl: Duration::from_secs(12 * 3600),
+            concurrent_requests_max: 256,
+            live_streams_max: 1_024,
+            client_requests_per_s: 50,
+            client_burst: 100,
+            retry_after_s: 1,
+        }
+    }
+}
+
+pub(crate) struct Gateway {
+    accounts: accounts::Accounts,
+    order: Arc<pool::Pool>,
+    payment: Arc<pool::Pool>,
+    inventory: Arc<pool::Pool>,
+    order_status: Arc<pool::Pool>,
+    live_streams: Arc<Semaphore>,
+    rate: DefaultKeyedRateLimiter<String>,
+    retry_after_s: u64,
+}
+
+pub async fn build(settings: Settings) -> Result<Running, StartError> {
+    let per_s = NonZeroU32::new(settings.client_requests_per_s.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(settings.client_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    let gateway = Arc::new(Gateway {
+        accounts: accounts::Accounts::new(
+            settings.accounts.clone(),
+            settings.token_secret.clone(),
+            settings.token_ttl,
+        ),
+        order: pool::Pool::new("order", &settings.order),
+        payment: pool::Pool::new("payment", &settings.payment),
+        inventory: pool::Pool::new("inventory", &settings.inventory),
+        order_status: pool::Pool::new("order-status", &settings.order_status),
+        live_streams: Arc::new(Semaphore::new(settings.live_streams_max)),
+        rate: RateLimiter::keyed(Quota::per_second(per_s).allow_burst(burst)),
+        retry_after_s: settings.retry_after_s,
+    });
+    let routes = routes::router(Arc::clone(&gateway), settings.concurrent_requests_max);
+    let mut running =
+        servicekit::serve("gateway", settings.listen, routes, Readiness::always()).await?;
+    for pool in [
+        &gateway.order,
+        &gateway.payment,
+        &gateway.inventory,
+        &gateway.order_status,
+    ] {
+        running = running.with_worker(tokio::spawn(Arc::clone(pool).check_health()));
+    }
+    Ok(running)
+}

@@ -1,0 +1,173 @@
+//! An upstream service and its replicas: health-checked round robin, a circuit breaker per
+//! upstream that fails fast while it is down, and request timeouts.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use failsafe::backoff::EqualJittered;
+use failsafe::failure_policy::ConsecutiveFailures;
+use failsafe::futures::CircuitBreaker;
+use failsafe::StateMachine;
+
+/// How often each replica's readiness is checked, in milliseconds.
+const HEALTH_CHECK_MS: u64 = 1_000;
+/// Longest a readiness check waits, in milliseconds.
+const HEALTH_TIMEOUT_MS: u64 = 500;
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Base URLs of the replicas.
+    pub replicas: Vec<String>,
+    /// Longest wait for an answer, in milliseconds (live streams are not limited).
+    pub timeout_ms: u64,
+    /// Failures in a row that open the breaker.
+    pub breaker_failures_max: u32,
+    /// Pause of an open breaker, in seconds (at least 2: failsafe jitters whole seconds).
+    pub breaker_open_s: u64,
+}
+
+struct Replica {
+    base: String,
+    healthy: AtomicBool,
+}
+
+type Breaker = StateMachine<ConsecutiveFailures<EqualJittered>, ()>;
+
+/// Why a request could not be forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("{0} is failing; its circuit breaker is open")]
+    BreakerOpen(&'static str),
+    #[error("no replica of {0} is ready")]
+    NoReplica(&'static str),
+    #[error("{0} did not answer in time")]
+    Timeout(&'static str),
+    #[error("{0} failed: {1}")]
+    Failed(&'static str, String),
+}
+
+pub struct Pool {
+    pub name: &'static str,
+    replicas: Vec<Replica>,
+    next: AtomicUsize,
+    breaker: Breaker,
+    http: reqwest::Client,
+    /// For live streams: no overall timeout.
+    streaming: reqwest::Client,
+}
+
+impl Pool {
+    pub fn new(name: &'static str, settings: &PoolSettings) -> Arc<Pool> {
+        let open_s = settings.breaker_open_s.max(2);
+        let policy = failsafe::failure_policy::consecutive_failures(
+            settings.breaker_failures_max.max(1),
+            failsafe::backoff::equal_jittered(
+                Duration::from_secs(open_s),
+                Duration::from_secs(open_s * 8),
+            ),
+        );
+        let client = |timeout: Option<Duration>| {
+            let builder = reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_millis(settings.timeout_ms));
+            match timeout {
+                Some(t) => builder.timeout(t),
+                None => builder,
+            }
+            .build()
+            .unwrap_or_default()
+        };
+        Arc::new(Pool {
+            name,
+            replicas: settings
+                .replicas
+                .iter()
+                .map(|base| Replica {
+                    base: base.trim_end_matches('/').to_string(),
+                    healthy: AtomicBool::new(true),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            breaker: failsafe::Config::new().failure_policy(policy).build(),
+            http: client(Some(Duration::from_millis(settings.timeout_ms))),
+            streaming: client(None),
+        })
+    }
+
+    /// Checks every replica's readiness, for ever (a task per pool).
+    pub async fn check_health(self: Arc<Pool>) {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_millis(HEALTH_TIMEOUT_MS))
+            .build()
+            .unwrap_or_default();
+        let mut tick = tokio::time::interval(Duration::from_millis(HEALTH_CHECK_MS));
+        loop {
+            tick.tick().await;
+            for replica in &self.replicas {
+                let ready = http
+                    .get(format!("{}/health/ready", replica.base))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if replica.healthy.swap(ready, Ordering::Relaxed) != ready {
+                    tracing::info!(upstream = self.name, replica = %replica.base, ready, "replica readiness changed");
+                }
+            }
+        }
+    }
+
+    /// The next ready replica, round robin. When none is ready the next one is tried anyway:
+    /// readiness is advice, the breaker decides (so a dead upstream trips it either way).
+    fn pick(&self) -> Option<&Replica> {
+        let count = self.replicas.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut candidates = (0..count).map(|i| &self.replicas[(start + i) % count]);
+        candidates
+            .clone()
+            .find(|r| r.healthy.load(Ordering::Relaxed))
+            .or_else(|| candidates.next())
+    }
+
+    pub fn is_call_permitted(&self) -> bool {
+        self.breaker.is_call_permitted()
+    }
+
+    /// Sends the request to a ready replica through the breaker. A 5xx or no answer counts as a
+    /// failure; a 4xx is an answer.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        headers: reqwest::header::HeaderMap,
+        body: Option<axum::body::Bytes>,
+        live: bool,
+    ) -> Result<reqwest::Response, Failure> {
+        let replica = self.pick().ok_or(Failure::NoReplica(self.name))?;
+        let client = if live { &self.streaming } else { &self.http };
+        let mut request = client
+            .request(method, format!("{}{}", replica.base, path_and_query))
+            .headers(headers);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let name = self.name;
+        let attempt = async move {
+            match request.send().await {
+                Ok(response) if response.status().is_server_error() => Err(Failure::Failed(
+                    name,
+                    format!("answered {}", response.status()),
+                )),
+                Ok(response) => Ok(response),
+                Err(e) if e.is_timeout() => Err(Failure::Timeout(name)),
+                Err(e) => Err(Failure::Failed(name, e.to_string())),
+            }
+        };
+        match self.breaker.call(attempt).await {
+            Ok(response) => Ok(response),
+            Err(failsafe::Error::Rejected) => Err(Failure::BreakerOpen(name)),
+            Err(failsafe::Error::Inner(failure)) => Err(failure),
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! The gateway's routes: who may call each, and where it goes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures::StreamExt;
+use serde::Deserialize;
+use servicekit::Problem;
+use tower::ServiceBuilder;
+use uuid::Uuid;
+
+use crate::accounts::{Claims, Role};
+use crate::pool::{Failure, Pool};
+use crate::Gateway;
+
+type Shared = Arc<Gateway>;
+
+const REQUEST_ID: &str = "x-request-id";
+/// Longest request id taken from a client, in bytes; longer ones are replaced.
+const REQUEST_ID_BYTES_MAX: usize = 128;
+
+pub fn router(gateway: Shared, concurrent_requests_max: usize) -> Router {
+    let retry_after_s = gateway.retry_after_s;
+    // Past the limit a request is refused at once (load shed), never queued until it times out.
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(
+            move |_: tower::BoxError| async move {
+                Problem::unavailable("the shop is busy; retry shortly", retry_after_s)
+            },
+        ))
+        .load_shed()
+        .concurrency_limit(concurrent_requests_max.max(1));
+    let api = Router::new()
+        .route("/api/login", post(login))
+        .route("/api/me", get(me))
+        .route("/api/products", get(products).post(register_product))
+        .route("/api/products/:id/stock", post(add_stock))
+        .route("/api/orders", post(place))
+        .route("/api/orders/:id", get(order))
+        .route("/api/orders/:id/cancel", post(cancel))
+        .route("/api/orders/:id/receipt", post(receipt))
+        .route("/api/my/orders", get(my_orders))
+        .route("/api/payments/:id/deposit", post(confirm_deposit))
+        .route("/api/seller/orders", get(seller_orders))
+        .route("/gateway/status", get(status))
+        .layer(shed);
+    // Live streams stay open: they have their own limit instead of taking request slots.
+    let live = Router::new()
+        .route("/api/orders/:id/live", get(order_live))
+        .route("/api/my/orders/live", get(my_live));
+    api.merge(live)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&gateway),
+            rate_limit,
+        ))
+        .layer(middleware::from_fn(request_id))
+        .with_state(gateway)
+}
+
+/// Gives every request an id (the client's, if sane) and echoes it in the answer.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|v| {
+            v.len() <= REQUEST_ID_BYTES_MAX
+                && v.to_str()
+                    .is_ok_and(|s| s.chars().all(|c| c.is_ascii_graphic()))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown"))
+        });
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+/// Each client (its account, or its address when anonymous) gets a rate; past it, 429 at once.
+async fn rate_limit(State(gateway): State<Shared>, request: Request, next: Next) -> Response {
+    let account = bearer(request.headers())
+        .and_then(|token| gateway.accounts.check(token))
+        .map(|claims| claims.actor());
+    let key = account.unwrap_or_else(|| {
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or("unknown".to_string(), |c| c.0.ip().to_string())
+    });
+    if gateway.rate.check_key(&key).is_err() {
+        let mut problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            "this client is over its request rate; retry shortly",
+        );
+        problem.retry_after_s = Some(gateway.retry_after_s);
+        return problem.into_response();
+    }
+    next.run(request).await
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// Who calls: `None` when anonymous. A token that is present but not valid is refused.
+struct Caller(Option<Claims>);
+
+#[axum::async_trait]
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, gateway: &Shared) -> Result<Self, Problem> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(Caller(None));
+        }
+        bearer(&parts.headers)
+            .and_then(|token| gateway.accounts.check(token))
+            .map(|claims| Caller(Some(claims)))
+            .ok_or_else(|| {
+                unauthorized(
+                    "the token is not valid (malformed, expired or not ours); log in again",
+                )
+            })
+    }
+}
+
+fn unauthorized(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Log in first",
+        detail,
+    )
+}
+
+impl Caller {
+    fn any(&self) -> Result<&Claims, Problem> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| unauthorized("this needs a token: POST /api/login"))
+    }
+
+    fn must_be(&self, role: Role) -> Result<&Claims, Problem> {
+        let claims = self.any()?;
+        if claims.role == role {
+            Ok(claims)
+        } else {
+            Err(Problem::forbidden(match role {
+                Role::Seller => "only the seller may do this",
+                Role::Customer => "only a customer may do this",
+            }))
+        }
+    }
+}
+
+fn request_id_of(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// An id in a path: a UUID, or the thing does not exist (nothing is forwarded).
+fn id(text: &str, what: &'static str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(text).map_err(|_| Problem::not_found(format!("no such {what}")))
+}
+
+/// A command's body: nothing, or JSON that parses (anything else is refused here, not
+/// forwarded).
+fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<Bytes>, Problem> {
+    let body = body.map_err(servicekit::body_rejected)?;
+    if body.is_empty() {
+        return Ok(None);
+    }
+    servicekit::parse_json::<serde_json::Value>(servicekit::declares_json(headers), &body)?;
+    Ok(Some(body))
+}
+
+/// One request to forward.
+struct Forward<'a> {
+    pool: &'a Pool,
+    method: Method,
+    path: String,
+    caller: Option<&'a Claims>,
+    body: Option<Bytes>,
+    request_id: HeaderValue,
+}
+
+impl Forward<'_> {
+    async fn send(self, gateway: &Gateway, live: bool) -> Result<reqwest::Response, Problem> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(REQUEST_ID, self.request_id);
+        if let Some(caller) = self.caller {
+            if let Ok(actor) = HeaderValue::from_str(&caller.actor()) {
+                headers.insert(servicekit::ACTOR_HEADER, actor);
+            }
+        }
+        if self.body.is_some() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        self.pool
+            .send(self.method, &self.path, headers, self.body, live)
+            .await
+            .map_err(|failure| refused(gateway, failure))
+    }
+
+    /// Forwards and hands the answer back as it is.
+    async fn relay(self, gateway: &Gateway) -> Result<Response, Problem> {
+        Ok(pass_on(self.send(gateway, false).await?))
+    }
+}
+
+/// Forwards a request as `caller` and hands the answer back as it is.
+async fn relay(
+    gateway: &Gateway,
+    pool: &Pool,
+    (method, path): (Method, String),
+    caller: Option<&Claims>,
+    body: Option<Bytes>,
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
+    Forward {
+        pool,
+        method,
+        path,
+        caller,
+        body,
+        request_id: request_id_of(headers),
+    }
+    .relay(gateway)
+    .await
+}
+
+fn refused(gateway: &Gateway, failure: Failure) -> Problem {
+    match failure {
+        Failure::BreakerOpen(_) | Failure::NoReplica(_) => {
+            Problem::unavailable(failure.to_string(), gateway.retry_after_s)
+        }
+        Failure::Timeout(_) => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream-timeout",
+            "The shop did not answer in time",
+            failure.to_string(),
+        ),
+        Failure::Failed(..) => {
+            tracing::warn!(%failure, "upstream failed");
+            Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream-failed",
+                "The shop could not answer",
+                "a service failed; it is safe to retry",
+            )
+        }
+    }
+}
+
+/// The upstream's answer, streamed through, with the headers a client needs.
+fn pass_on(upstream: reqwest::Response) -> Response {
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = HeaderMap::new();
+    for name in [
+        header::CONTENT_TYPE,
+        header::RETRY_AFTER,
+        header::CACHE_CONTROL,
+    ] {
+        if let Some(value) = upstream.headers().get(name.as_str()) {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                headers.insert(name, value);
+            }
+        }
+    }
+    let body = Body::from_stream(upstream.bytes_stream());
+    (status, headers, body).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    name: String,
+    password: String,
+}
+
+async fn login(
+    State(gateway): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = json_body(&headers, body)?
+        .ok_or_else(|| Problem::invalid("name and password are required"))?;
+    let login: Login =
+        serde_json::from_slice(&body).map_err(|e| Problem::invalid(e.to_string()))?;
+    // Hash checks are deliberately slow: off the async threads.
+    let checked = {
+        let gateway = Arc::clone(&gateway);
+        tokio::task::spawn_blocking(move || {
+            let account = gateway
+                .accounts
+                .verify(&login.name, &login.password)?
+                .clone();
+            let issued = gateway.accounts.issue(&account);
+            Some((account, issued))
+        })
+        .await
+        .map_err(|e| Problem::internal(&e))?
+    };
+    let Some((account, issued)) = checked else {
+        return Err(unauthorized("wrong name or password"));
+    };
+    let (token, expires) = issued.map_err(|e| Problem::internal(&e))?;
+    Ok(axum::Json(serde_json::json!({
+        "token": token,
+        "name": account.name,
+        "role": account.role,
+        "expiresAt": expires,
+    }))
+    .into_response())
+}
+
+/// Which upstreams' breakers are open (the gateway fails fast for them).
+async fn status(State(gateway): State<Shared>) -> Response {
+    let open: Vec<&str> = [
+        &gateway.order,
+        &gateway.payment,
+        &gateway.inventory,
+        &gateway.order_status,
+    ]
+    .into_iter()
+    .filter(|pool| !pool.is_call_permitted())
+    .map(|pool| pool.name)
+    .collect();
+    axum::Json(serde_json::json!({ "breakersOpen": open })).into_response()
+}
+
+async fn me(caller: Caller) -> Result<Response, Problem> {
+    let claims = caller.any()?;
+    Ok(axum::Json(serde_json::json!({ "name": claims.sub, "role": claims.role })).into_response())
+}
+
+async fn products(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    relay(
+        &gateway,
+        &gateway.inventory,
+        (Method::GET, "/products".to_string()),
+        caller.0.as_ref(),
+        None,
+        &headers,
+    )
+    .await
+}
+
+async fn register_product(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let seller = caller.must_be(Role::Seller)?;
+    relay(
+        &gateway,
+        &gateway.inventory,
+        (Method::POST, "/products".to_string()),
+        Some(seller),
+        json_body(&headers, body)?,
+        &headers,
+    )
+    .await
+}
+
+async fn add_stock(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    Path(product): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let seller = caller.must_be(Role::Seller)?;
+    let product = id(&product, "product")?;
+    relay(
+        &gateway,
+        &gateway.inventory,
+        (Method::POST, format!("/products/{product}/stock")),
+        Some(seller),
+        json_body(&headers, body)?,
+        &headers,
+    )
+    .await
+}
+
+async fn place(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let customer = caller.must_be(Role::Customer)?;
+    relay(
+        &gateway,
+        &gateway.order,
+        (Method::POST, "/orders".to_string()),
+        Some(customer),
+        json_body(&headers, body)?,
+        &headers,
+    )
+    .await
+}
+
+/// A customer's command on their order: the order service answers 404 for another's.
+async fn order_command(
+    gateway: &Gateway,
+    caller: &Caller,
+    order: &str,
+    command: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let customer = caller.must_be(Role::Customer)?;
+    let order = id(order, "order")?;
+    Forward {
+        pool: &gateway.order,
+        method: Method::POST,
+        path: format!("/orders/{order}/{command}"),
+        caller: Some(customer),
+        body: json_body(headers, body)?,
+        request_id: request_id_of(headers),
+    }
+    .relay(gateway)
+    .await
+}
+
+async fn cancel(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    Path(order): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    order_command(&gateway, &caller, &order, "cancel", &headers, body).await
+}
+
+async fn receipt(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    Path(order): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    order_command(&gateway, &caller, &order, "receipt", &headers, body).await
+}
+
+/// The order from the read model, if the caller may see it: the seller sees every order, a
+/// customer only theirs (another's is answered as unknown).
+async fn visible_order(
+    gateway: &Gateway,
+    caller: &Caller,
+    order: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(StatusCode, serde_json::Value), Problem> {
+    let claims = caller.any()?;
+    let order = id(order, "order")?;
+    let path = match query {
+        Some(q) => format!("/orders/{order}?{q}"),
+        None => format!("/orders/{order}"),
+    };
+    let upstream = Forward {
+        pool: &gateway.order_status,
+        method: Method::GET,
+        path,
+        caller: Some(claims),
+        body: None,
+        request_id: request_id_of(headers),
+    }
+    .send(gateway, false)
+    .await?;
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body: serde_json::Value = upstream.json().await.unwrap_or_default();
+    let theirs = claims.role == Role::Customer && body["customerId"] != claims.sub.as_str();
+    if status == StatusCode::OK && theirs {
+        return Err(Problem::not_found("no such order"));
+    }
+    Ok((status, body))
+}
+
+async fn order(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    Path(order): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let (status, body) = visible_order(&gateway, &caller, &order, uri.query(), &headers).await?;
+    let mut response = (status, axum::Json(&body)).into_response();
+    if status.is_client_error() || status.is_server_error() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+    }
+    Ok(response)
+}
+
+async fn my_orders(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let customer = caller.must_be(Role::Customer)?;
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    relay(
+        &gateway,
+        &gateway.order_status,
+        (
+            Method::GET,
+            format!("/customers/{}/orders{query}", customer.sub),
+        ),
+        Some(customer),
+        None,
+        &headers,
+    )
+    .await
+}
+
+async fn confirm_deposit(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    Path(order): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let seller = caller.must_be(Role::Seller)?;
+    let order = id(&order, "order")?;
+    relay(
+        &gateway,
+        &gateway.payment,
+        (Method::POST, format!("/payments/{order}/deposit")),
+        Some(seller),
+        json_body(&headers, body)?,
+        &headers,
+    )
+    .await
+}
+
+async fn seller_orders(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let seller = caller.must_be(Role::Seller)?;
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    relay(
+        &gateway,
+        &gateway.order_status,
+        (Method::GET, format!("/seller/orders{query}")),
+        Some(seller),
+        None,
+        &headers,
+    )
+    .await
+}
+
+/// Opens a live stream if a slot is free (503 at once otherwise); the slot is held as long as
+/// the stream is.
+async fn live_stream(
+    gateway: &Gateway,
+    claims: &Claims,
+    path: String,
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
+    let permit = Arc::clone(&gateway.live_streams)
+        .try_acquire_owned()
+        .map_err(|_| {
+            Problem::unavailable(
+                "too many live screens are open; retry shortly",
+                gateway.retry_after_s,
+            )
+        })?;
+    let upstream = Forward {
+        pool: &gateway.order_status,
+        method: Method::GET,
+        path,
+        caller: Some(claims),
+        body: None,
+        request_id: request_id_of(headers),
+    }
+    .send(gateway, true)
+    .await?;
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let stream = upstream.bytes_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    let mut response = (status, Body::from_stream(stream)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+async fn order_live(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    Path(order): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let (status, _) = visible_order(&gateway, &caller, &order, None, &headers).await?;
+    if status != StatusCode::OK {
+        return Err(Problem::not_found("no such order"));
+    }
+    let claims = caller.any()?;
+    live_stream(&gateway, claims, format!("/orders/{order}/live"), &headers).await
+}
+
+async fn my_live(
+    State(gateway): State<Shared>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let customer = caller.must_be(Role::Customer)?;
+    let path = format!("/customers/{}/live", customer.sub);
+    live_stream(&gateway, customer, path, &headers).await
+}

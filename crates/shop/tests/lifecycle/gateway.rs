@@ -1,0 +1,536 @@
+//! The gateway (SPEC §4.6, §5): who may call what, load shedding, rate limits, circuit
+//! breakers, request ids, and bad input refused before anything is forwarded.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shop::Service;
+
+use crate::helpers::*;
+
+impl TestShop {
+    /// A token for a demo account.
+    pub async fn login(&self, name: &str) -> String {
+        let answer = self
+            .send(
+                Service::Gateway,
+                reqwest::Method::POST,
+                "/api/login",
+                None,
+                Some(json!({ "name": name, "password": name })),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A call through the gateway with an optional token.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self.http.request(
+            method,
+            format!("{}{}", self.shop.url(Service::Gateway), path),
+        );
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        answer(request.send().await.unwrap()).await
+    }
+}
+
+/// Test 2 of issue 4: anonymous, customer A, customer B and the seller against every route.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_admits_exactly_who_it_should() {
+    let t = spawn_shop().await;
+    let seller = t.login("seller").await;
+    let alice = t.login("alice").await;
+    let bob = t.login("bob").await;
+    use reqwest::Method as M;
+    let product = t
+        .api(
+            M::POST,
+            "/api/products",
+            Some(&seller),
+            Some(json!({ "name": "Tea", "price": 500, "stock": 50 })),
+        )
+        .await;
+    assert_eq!(product.status, 201, "{product:?}");
+    let product = product.body["productId"].as_str().unwrap().to_string();
+    let placed = t
+        .api(
+            M::POST,
+            "/api/orders",
+            Some(&alice),
+            Some(json!({ "productId": product, "quantity": 1 })),
+        )
+        .await;
+    assert_eq!(placed.status, 201, "{placed:?}");
+    let order = placed.body["orderId"].as_str().unwrap().to_string();
+    t.payment_opened(&order).await;
+    let seen = format!("/api/orders/{order}?atLeast={}", placed.body["position"]);
+    assert_eq!(t.api(M::GET, &seen, Some(&alice), None).await.status, 200);
+
+    let callers = [
+        ("anonymous", None),
+        ("alice", Some(&alice)),
+        ("bob", Some(&bob)),
+        ("seller", Some(&seller)),
+    ];
+    // (method, path, body, expected status for anonymous, alice, bob, seller)
+    let matrix: Vec<(M, String, Option<Value>, [u16; 4])> = vec![
+        (M::GET, "/api/me".into(), None, [401, 200, 200, 200]),
+        (M::GET, "/api/products".into(), None, [200, 200, 200, 200]),
+        (
+            M::POST,
+            "/api/products".into(),
+            Some(json!({ "name": "Cup", "price": 900 })),
+            [401, 403, 403, 201],
+        ),
+        (
+            M::POST,
+            format!("/api/products/{product}/stock"),
+            Some(json!({ "quantity": 1 })),
+            [401, 403, 403, 201],
+        ),
+        (
+            M::POST,
+            "/api/orders".into(),
+            Some(json!({ "productId": product, "quantity": 1 })),
+            [401, 201, 201, 403],
+        ),
+        (
+            M::GET,
+            format!("/api/orders/{order}"),
+            None,
+            [401, 200, 404, 200],
+        ),
+        (
+            M::POST,
+            format!("/api/orders/{order}/receipt"),
+            None,
+            [401, 409, 404, 403],
+        ),
+        (M::GET, "/api/my/orders".into(), None, [401, 200, 200, 403]),
+        (
+            M::GET,
+            "/api/seller/orders?status=AwaitingDeposit".into(),
+            None,
+            [401, 403, 403, 200],
+        ),
+        (
+            M::POST,
+            format!("/api/payments/{order}/deposit"),
+            None,
+            [401, 403, 403, 201],
+        ),
+        // After the deposit: the customer can no longer cancel.
+        (
+            M::POST,
+            format!("/api/orders/{order}/cancel"),
+            None,
+            [401, 409, 404, 403],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, body, expected) in &matrix {
+        for ((who, token), want) in callers.iter().zip(expected) {
+            let got = t
+                .api(
+                    method.clone(),
+                    path,
+                    token.map(String::as_str),
+                    body.clone(),
+                )
+                .await;
+            if got.status != *want {
+                wrong.push(format!(
+                    "{who} {method} {path}: {} instead of {want} ({})",
+                    got.status, got.body
+                ));
+            }
+            if got.status >= 400 {
+                assert_eq!(
+                    got.content_type, "application/problem+json",
+                    "{who} {method} {path}"
+                );
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // Nothing of Alice's leaks into Bob's list.
+    let bobs = t.api(M::GET, "/api/my/orders", Some(&bob), None).await.body;
+    assert!(!bobs.to_string().contains(&order), "{bobs}");
+    let alices = t
+        .api(M::GET, "/api/my/orders", Some(&alice), None)
+        .await
+        .body;
+    assert!(alices.to_string().contains(&order));
+
+    // Live streams: only the owner (or the seller) opens an order's; Bob's hears nothing of
+    // Alice's orders.
+    let live = |path: String, token: Option<String>| {
+        let request = t
+            .http
+            .get(format!("{}{path}", t.shop.url(Service::Gateway)));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(
+        live(format!("/api/orders/{order}/live"), None)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        live(format!("/api/orders/{order}/live"), Some(bob.clone()))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        live("/api/my/orders/live".into(), Some(seller.clone()))
+            .await
+            .status(),
+        403
+    );
+    let mut bobs_live = live("/api/my/orders/live".into(), Some(bob.clone())).await;
+    assert_eq!(bobs_live.status(), 200);
+    let alices_order_live = live(format!("/api/orders/{order}/live"), Some(alice.clone())).await;
+    assert_eq!(alices_order_live.status(), 200);
+    let other = t
+        .api(
+            M::POST,
+            "/api/orders",
+            Some(&alice),
+            Some(json!({ "productId": product, "quantity": 1 })),
+        )
+        .await;
+    let other = other.body["orderId"].as_str().unwrap().to_string();
+    let heard = tokio::time::timeout(Duration::from_millis(500), bobs_live.chunk()).await;
+    if let Ok(Ok(Some(chunk))) = heard {
+        let text = String::from_utf8_lossy(&chunk);
+        assert!(!text.contains(&other) && !text.contains(&order), "{text}");
+    }
+    drop((bobs_live, alices_order_live));
+    t.shop.stop().await;
+}
+
+/// The request id a client sends reaches the service and the event's metadata.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_id_reaches_the_events() {
+    let t = spawn_shop().await;
+    let product = t.product("Tea", 500, 5).await;
+    let alice = t.login("alice").await;
+    let response = t
+        .http
+        .post(format!("{}/api/orders", t.shop.url(Service::Gateway)))
+        .bearer_auth(&alice)
+        .header("x-request-id", "checkout-42")
+        .json(&json!({ "productId": product, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "checkout-42");
+    let placed = answer(response).await;
+    let order = placed.body["orderId"].as_str().unwrap();
+    let events = t.events(&format!("order-{order}")).await;
+    assert_eq!(events[0].metadata["requestId"], "checkout-42");
+    assert_eq!(events[0].metadata["actor"]["id"], "alice");
+    // Without one, the gateway makes one up and says which.
+    let response = t
+        .http
+        .get(format!("{}/api/products", t.shop.url(Service::Gateway)))
+        .send()
+        .await
+        .unwrap();
+    assert!(!response.headers()["x-request-id"].is_empty());
+    t.shop.stop().await;
+}
+
+/// Test 3 of issue 4, first half: past the concurrency limit, 503 + Retry-After at once; past a
+/// client's rate, 429 + Retry-After.
+#[tokio::test(flavor = "multi_thread")]
+async fn overload_is_shed_at_once_with_a_clear_answer() {
+    // An upstream that accepts connections and never answers holds requests in flight.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole = format!("http://{}", black_hole.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            open.push(socket);
+        }
+    });
+    let pool = |url: &str| gateway::PoolSettings {
+        replicas: vec![url.to_string()],
+        timeout_ms: 3_000,
+        breaker_failures_max: 100,
+        breaker_open_s: 2,
+    };
+    const LIMIT: usize = 4;
+    const BURST: usize = 24;
+    let gateway = gateway::build(gateway::Settings {
+        inventory: pool(&hole),
+        concurrent_requests_max: LIMIT,
+        client_requests_per_s: 1_000,
+        client_burst: 1_000,
+        ..gateway::Settings::local(
+            "127.0.0.1:0".parse().unwrap(),
+            shop::demo_accounts(),
+            gateway::Secret::new("test"),
+        )
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/api/products", gateway.url());
+    let burst: Vec<_> = (0..BURST)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let response = http.get(url).send().await.unwrap();
+                let retry_after = response.headers().get("retry-after").cloned();
+                (start.elapsed(), answer(response).await, retry_after)
+            })
+        })
+        .collect();
+    let mut shed = 0;
+    for request in burst {
+        let (took, answer, retry_after) = request.await.unwrap();
+        if answer.status == 503 {
+            shed += 1;
+            assert!(retry_after.is_some(), "{answer:?}");
+            assert_eq!(answer.content_type, "application/problem+json");
+            assert!(answer.body["detail"].as_str().unwrap().contains("busy"));
+            // Shed at once: far quicker than the held requests' timeout.
+            assert!(took < Duration::from_millis(2_500), "{took:?}");
+        } else {
+            // The ones let through waited for the silent upstream and timed out.
+            assert_eq!(answer.status, 504, "{answer:?}");
+        }
+    }
+    assert!(
+        shed >= BURST - LIMIT,
+        "only {shed} of {BURST} shed past a limit of {LIMIT}"
+    );
+    gateway.stop().await;
+
+    // A client over its rate gets 429 with Retry-After.
+    let gateway = gateway::build(gateway::Settings {
+        client_requests_per_s: 1,
+        client_burst: 3,
+        ..gateway::Settings::local(
+            "127.0.0.1:0".parse().unwrap(),
+            shop::demo_accounts(),
+            gateway::Secret::new("test"),
+        )
+    })
+    .await
+    .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let response = http
+            .get(format!("{}/api/me", gateway.url()))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
+    gateway.stop().await;
+    held.abort();
+}
+
+/// Test 3 of issue 4, second half: an upstream killed mid-test trips its breaker, the gateway
+/// answers fast meanwhile, and recovers when the upstream is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_upstream_trips_the_breaker_and_recovers() {
+    let mut t = spawn_shop().await;
+    t.product("Tea", 500, 5).await;
+    assert_eq!(
+        t.api(reqwest::Method::GET, "/api/products", None, None)
+            .await
+            .status,
+        200
+    );
+    t.shop.stop_service(Service::Inventory).await;
+    eventually("the gateway's breaker for inventory opens", || async {
+        t.api(reqwest::Method::GET, "/api/products", None, None)
+            .await;
+        let status = t.get(Service::Gateway, "/gateway/status").await.body;
+        status["breakersOpen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "inventory")
+    })
+    .await;
+    let start = Instant::now();
+    let refused = t
+        .api(reqwest::Method::GET, "/api/products", None, None)
+        .await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+    // Other upstreams are not affected.
+    assert_eq!(
+        t.api(reqwest::Method::GET, "/api/me", None, None)
+            .await
+            .status,
+        401
+    );
+
+    t.shop.start_service(Service::Inventory).await.unwrap();
+    eventually("the gateway reaches inventory again", || async {
+        t.api(reqwest::Method::GET, "/api/products", None, None)
+            .await
+            .status
+            == 200
+    })
+    .await;
+    t.shop.stop().await;
+}
+
+/// Test 5 of issue 4: bad tokens, oversize bodies, unknown routes and malformed JSON are refused
+/// at the gateway with a clear 4xx, and nothing is forwarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_at_the_gateway() {
+    let t = spawn_shop().await;
+    let other_shop = spawn_shop().await;
+    let product = t.product("Tea", 500, 5).await;
+    let alice = t.login("alice").await;
+    let foreign = other_shop.login("alice").await;
+    let before = t.event_types(&format!("product-{product}")).await.len();
+    let gateway = t.shop.url(Service::Gateway);
+    let orders = format!("{gateway}/api/orders");
+    let order_body = json!({ "productId": product, "quantity": 1 }).to_string();
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        (
+            "garbage token",
+            t.http
+                .post(&orders)
+                .bearer_auth("not-a-token")
+                .header("content-type", "application/json")
+                .body(order_body.clone()),
+            401,
+        ),
+        (
+            "another gateway's token",
+            t.http
+                .post(&orders)
+                .bearer_auth(&foreign)
+                .header("content-type", "application/json")
+                .body(order_body.clone()),
+            401,
+        ),
+        (
+            "not a bearer token",
+            t.http
+                .post(&orders)
+                .header("authorization", "Basic YWxpY2U6YWxpY2U=")
+                .header("content-type", "application/json")
+                .body(order_body.clone()),
+            401,
+        ),
+        (
+            "malformed JSON",
+            t.http
+                .post(&orders)
+                .bearer_auth(&alice)
+                .header("content-type", "application/json")
+                .body("{\"productId\":"),
+            400,
+        ),
+        (
+            "not JSON",
+            t.http
+                .post(&orders)
+                .bearer_auth(&alice)
+                .header("content-type", "text/plain")
+                .body(order_body.clone()),
+            415,
+        ),
+        (
+            "oversize body",
+            t.http
+                .post(&orders)
+                .bearer_auth(&alice)
+                .header("content-type", "application/json")
+                .body(format!(
+                    "{{\"pad\":\"{}\"}}",
+                    "x".repeat(servicekit::BODY_BYTES_MAX)
+                )),
+            413,
+        ),
+        (
+            "unknown route",
+            t.http
+                .get(format!("{gateway}/api/nothing-here"))
+                .bearer_auth(&alice),
+            404,
+        ),
+        (
+            "a bad order id",
+            t.http
+                .get(format!("{gateway}/api/orders/not-a-uuid"))
+                .bearer_auth(&alice),
+            404,
+        ),
+        (
+            "wrong login",
+            t.http
+                .post(format!("{gateway}/api/login"))
+                .json(&json!({ "name": "alice", "password": "bob" })),
+            401,
+        ),
+        (
+            "unknown account",
+            t.http
+                .post(format!("{gateway}/api/login"))
+                .json(&json!({ "name": "mallory", "password": "x" })),
+            401,
+        ),
+    ];
+    for (what, request, expected) in cases {
+        let answer = answer(request.send().await.unwrap()).await;
+        assert_eq!(answer.status, expected, "{what}: {answer:?}");
+        assert_eq!(answer.content_type, "application/problem+json", "{what}");
+        assert!(answer.body["detail"].is_string(), "{what}: {answer:?}");
+    }
+    let mine = t
+        .api(reqwest::Method::GET, "/api/my/orders", Some(&alice), None)
+        .await;
+    assert_eq!(
+        mine.body.as_array().map(Vec::len),
+        Some(0),
+        "nothing was ordered: {mine:?}"
+    );
+    assert_eq!(
+        t.event_types(&format!("product-{product}")).await.len(),
+        before
+    );
+    other_shop.shop.stop().await;
+    t.shop.stop().await;
+}
