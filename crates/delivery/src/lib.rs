@@ -23,6 +23,8 @@ use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError
 pub struct Settings {
     pub listen: SocketAddr,
     pub store_url: String,
+    /// Verifies callers' signed identities (the secret the gateway and services share).
+    pub identity: servicekit::IdentityKey,
 }
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
@@ -32,7 +34,14 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         .route("/deliveries/:order_id", axum::routing::get(one))
         .route("/deliveries/:order_id/delivered", post(delivered))
         .with_state(log);
-    Ok(servicekit::serve("delivery", settings.listen, routes, Readiness::always()).await?)
+    Ok(servicekit::serve(
+        "delivery",
+        settings.listen,
+        routes,
+        Readiness::always(),
+        Some(settings.identity),
+    )
+    .await?)
 }
 
 fn stream(order_id: OrderId) -> String {

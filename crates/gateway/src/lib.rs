@@ -34,6 +34,8 @@ pub struct Settings {
     pub accounts: Vec<Account>,
     pub token_secret: Secret,
     pub token_ttl: Duration,
+    /// Signs the identity forwarded to the services.
+    pub identity: servicekit::IdentityKey,
     /// Requests forwarded at once; beyond, 503 at once.
     pub concurrent_requests_max: usize,
     /// Live streams open at once; beyond, 503 at once.
@@ -48,7 +50,12 @@ pub struct Settings {
 
 impl Settings {
     /// Local defaults: one replica of each service at its default port.
-    pub fn local(listen: SocketAddr, accounts: Vec<Account>, token_secret: Secret) -> Settings {
+    pub fn local(
+        listen: SocketAddr,
+        accounts: Vec<Account>,
+        token_secret: Secret,
+        identity: servicekit::IdentityKey,
+    ) -> Settings {
         let pool = |url: &str| PoolSettings {
             replicas: vec![url.to_string()],
             timeout_ms: 5_000,
@@ -64,6 +71,7 @@ impl Settings {
             accounts,
             token_secret,
             token_ttl: Duration::from_secs(12 * 3600),
+            identity,
             concurrent_requests_max: 256,
             live_streams_max: 1_024,
             client_requests_per_s: 50,
@@ -82,6 +90,7 @@ pub(crate) struct Gateway {
     live_streams: Arc<Semaphore>,
     rate: DefaultKeyedRateLimiter<String>,
     retry_after_s: u64,
+    identity: servicekit::IdentityKey,
 }
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
@@ -100,10 +109,17 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         live_streams: Arc::new(Semaphore::new(settings.live_streams_max)),
         rate: RateLimiter::keyed(Quota::per_second(per_s).allow_burst(burst)),
         retry_after_s: settings.retry_after_s,
+        identity: settings.identity.clone(),
     });
     let routes = routes::router(Arc::clone(&gateway), settings.concurrent_requests_max);
-    let mut running =
-        servicekit::serve("gateway", settings.listen, routes, Readiness::always()).await?;
+    let mut running = servicekit::serve(
+        "gateway",
+        settings.listen,
+        routes,
+        Readiness::always(),
+        None,
+    )
+    .await?;
     for pool in [
         &gateway.order,
         &gateway.payment,

@@ -211,10 +211,16 @@ impl Forward<'_> {
     async fn send(self, gateway: &Gateway, live: bool) -> Result<reqwest::Response, Problem> {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(REQUEST_ID, self.request_id);
-        if let Some(caller) = self.caller {
-            if let Ok(actor) = HeaderValue::from_str(&caller.actor()) {
-                headers.insert(servicekit::ACTOR_HEADER, actor);
-            }
+        // Anonymous reads go as the gateway itself: services answer only signed identities.
+        let actor = self
+            .caller
+            .map_or("system:gateway".to_string(), |caller| caller.actor());
+        let proof = gateway.identity.prove(&actor);
+        if let (Ok(actor), Ok(proof)) =
+            (HeaderValue::from_str(&actor), HeaderValue::from_str(&proof))
+        {
+            headers.insert(servicekit::ACTOR_HEADER, actor);
+            headers.insert(servicekit::PROOF_HEADER, proof);
         }
         if self.body.is_some() {
             headers.insert(

@@ -28,6 +28,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The event store's connection string.
     pub store_url: String,
+    /// Verifies callers' signed identities (the secret the gateway and services share).
+    pub identity: servicekit::IdentityKey,
 }
 
 #[derive(Clone)]
@@ -51,11 +53,15 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         .route("/products/:product_id/decrease", post(decrease))
         .route("/products/:product_id/increase", post(increase))
         .with_state(AppState { log, catalogue });
-    Ok(
-        servicekit::serve("inventory", settings.listen, routes, readiness)
-            .await?
-            .with_worker(follower),
+    Ok(servicekit::serve(
+        "inventory",
+        settings.listen,
+        routes,
+        readiness,
+        Some(settings.identity.clone()),
     )
+    .await?
+    .with_worker(follower))
 }
 
 fn stream(product_id: ProductId) -> String {

@@ -42,6 +42,10 @@ enum Command {
         /// Secret signing the gateway's tokens (a fresh one per start if not given).
         #[arg(long, env = "MINIMALL_TOKEN_SECRET", hide_env_values = true)]
         token_secret: Option<String>,
+        /// Secret the gateway and services sign identities with (a fresh one per start if not
+        /// given).
+        #[arg(long, env = "MINIMALL_IDENTITY_SECRET", hide_env_values = true)]
+        identity_secret: Option<String>,
     },
     /// Print the argon2 hash (PHC string) of a password, for the gateway's accounts.
     HashPassword { password: String },
@@ -57,6 +61,14 @@ enum Command {
         /// Address to listen on (the service's default port if not given).
         #[arg(long, global = true, env = "MINIMALL_LISTEN")]
         listen: Option<SocketAddr>,
+        /// The secret the gateway and services sign callers' identities with (the same for all).
+        #[arg(
+            long,
+            global = true,
+            env = "MINIMALL_IDENTITY_SECRET",
+            hide_env_values = true
+        )]
+        identity_secret: Option<String>,
         /// The event store's connection string.
         #[arg(
             long,
@@ -200,12 +212,28 @@ async fn main() -> anyhow::Result<()> {
             store_url,
             due_period_s,
             token_secret,
-        } => run_shop(data_dir, store_url, due_period_s, token_secret).await,
+            identity_secret,
+        } => {
+            run_shop(
+                data_dir,
+                store_url,
+                due_period_s,
+                token_secret,
+                identity_secret,
+            )
+            .await
+        }
         Command::Serve {
             service,
             listen,
+            identity_secret,
             store_url,
-        } => run_service(service, listen, store_url).await,
+        } => {
+            let secret = identity_secret
+                .context("services need --identity-secret (or MINIMALL_IDENTITY_SECRET)")?;
+            let identity = servicekit::IdentityKey::new(secret.as_bytes());
+            run_service(service, listen, store_url, identity).await
+        }
         Command::HashPassword { password } => {
             println!(
                 "{}",
@@ -282,15 +310,20 @@ async fn run_shop(
     store_url: Option<String>,
     due_period_s: u64,
     token_secret: Option<String>,
+    identity_secret: Option<String>,
 ) -> anyhow::Result<()> {
     let mut settings = shop::ShopSettings::new(data_dir, shop::Ports::DEFAULT);
     if let Some(secret) = token_secret {
         settings.token_secret = gateway::Secret::new(secret);
     }
+    if let Some(secret) = identity_secret {
+        settings.identity = servicekit::IdentityKey::new(secret.as_bytes());
+    }
     settings.store_url = store_url;
     settings.due_period = std::time::Duration::from_secs(due_period_s);
     let shop = shop::Shop::start(settings).await?;
-    let seeded = shop::seed_demo_catalogue(&shop.url(shop::Service::Inventory)).await?;
+    let seeded =
+        shop::seed_demo_catalogue(&shop.url(shop::Service::Inventory), shop.identity()).await?;
     println!("minimall is up");
     for (part, url) in shop.describe() {
         println!("  {part:<12} {url}");
@@ -310,6 +343,7 @@ async fn run_service(
     service: ServeCommand,
     listen: Option<SocketAddr>,
     store_url: String,
+    identity: servicekit::IdentityKey,
 ) -> anyhow::Result<()> {
     let ports = shop::Ports::DEFAULT;
     let at = |port: u16| listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
@@ -319,6 +353,7 @@ async fn run_service(
             order::build(order::Settings {
                 listen: at(ports.order),
                 store_url,
+                identity,
                 payment: calls(payment_url),
             })
             .await?
@@ -330,6 +365,7 @@ async fn run_service(
             payment::build(payment::Settings {
                 listen: at(ports.payment),
                 store_url,
+                identity,
                 account,
                 due_period: std::time::Duration::from_secs(due_period_s),
             })
@@ -339,6 +375,7 @@ async fn run_service(
             inventory::build(inventory::Settings {
                 listen: at(ports.inventory),
                 store_url,
+                identity,
             })
             .await?
         }
@@ -350,6 +387,7 @@ async fn run_service(
                 at(ports.gateway),
                 shop::demo_accounts(),
                 gateway::Secret::new(token_secret),
+                identity,
             );
             let pool = |url: String| gateway::PoolSettings {
                 replicas: url.split(',').map(str::to_string).collect(),
@@ -368,6 +406,7 @@ async fn run_service(
             order_status::build(order_status::Settings {
                 listen: at(ports.order_status),
                 store_url,
+                identity,
                 database,
             })
             .await?
@@ -376,6 +415,7 @@ async fn run_service(
             delivery::build(delivery::Settings {
                 listen: at(ports.delivery),
                 store_url,
+                identity,
             })
             .await?
         }
@@ -385,7 +425,7 @@ async fn run_service(
                 payment: calls(services.payment_url),
                 inventory: calls(services.inventory_url),
                 delivery: calls(services.delivery_url),
-                ..saga::Settings::local(at(ports.saga), store_url)
+                ..saga::Settings::local(at(ports.saga), store_url, identity)
             })
             .await?
         }

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// The secret every process signs identities with.
+const IDENTITY_SECRET: &str = "separate-processes-test";
+
 /// Longest wait for the order to get somewhere, in milliseconds.
 const WAIT_MS_MAX: u64 = 20_000;
 
@@ -51,6 +54,8 @@ fn serve(name: &str, store_url: &str, extra: &[&str]) -> (Process, String) {
         "127.0.0.1:0",
         "--store-url",
         store_url,
+        "--identity-secret",
+        IDENTITY_SECRET,
     ];
     args.extend_from_slice(extra);
     let process = start(&args);
@@ -107,9 +112,11 @@ async fn an_order_goes_through_the_shop_run_as_separate_processes() {
     let post = |url: String, actor: &'static str, body: Value| {
         let http = http.clone();
         async move {
+            let proof = servicekit::IdentityKey::new(IDENTITY_SECRET.as_bytes()).prove(actor);
             let response = http
                 .post(url)
                 .header("x-actor", actor)
+                .header(servicekit::PROOF_HEADER, proof)
                 .json(&body)
                 .send()
                 .await
@@ -124,7 +131,15 @@ async fn an_order_goes_through_the_shop_run_as_separate_processes() {
     let get = |url: String| {
         let http = http.clone();
         async move {
-            let response = http.get(url).send().await.unwrap();
+            let proof =
+                servicekit::IdentityKey::new(IDENTITY_SECRET.as_bytes()).prove("system:test");
+            let response = http
+                .get(url)
+                .header("x-actor", "system:test")
+                .header(servicekit::PROOF_HEADER, proof)
+                .send()
+                .await
+                .unwrap();
             let status = response.status().as_u16();
             (
                 status,

@@ -33,6 +33,8 @@ pub struct Settings {
     pub store_url: String,
     /// The payment service, asked whether a customer's cancel may go ahead.
     pub payment: UpstreamSettings,
+    /// Verifies callers' signed identities (the secret the gateway and services share).
+    pub identity: servicekit::IdentityKey,
 }
 
 #[derive(Clone)]
@@ -58,13 +60,17 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         .with_state(AppState {
             log,
             catalogue,
-            payment: Upstream::new("payment", settings.payment),
+            payment: Upstream::new("payment", settings.payment, settings.identity.clone()),
         });
-    Ok(
-        servicekit::serve("order", settings.listen, routes, readiness)
-            .await?
-            .with_worker(follower),
+    Ok(servicekit::serve(
+        "order",
+        settings.listen,
+        routes,
+        readiness,
+        Some(settings.identity.clone()),
     )
+    .await?
+    .with_worker(follower))
 }
 
 fn stream(order_id: OrderId) -> String {

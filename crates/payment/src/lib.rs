@@ -31,6 +31,8 @@ pub struct Settings {
     pub account: String,
     /// Time a customer has to pay after ordering.
     pub due_period: Duration,
+    /// Verifies callers' signed identities (the secret the gateway and services share).
+    pub identity: servicekit::IdentityKey,
 }
 
 #[derive(Clone)]
@@ -53,7 +55,14 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
             account: settings.account,
             due_period,
         });
-    Ok(servicekit::serve("payment", settings.listen, routes, Readiness::always()).await?)
+    Ok(servicekit::serve(
+        "payment",
+        settings.listen,
+        routes,
+        Readiness::always(),
+        Some(settings.identity),
+    )
+    .await?)
 }
 
 fn stream(order_id: OrderId) -> String {

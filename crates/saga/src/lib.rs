@@ -35,14 +35,21 @@ pub struct Settings {
     pub retry_pause: Duration,
     /// How often the checkpoint is stored (when it moved).
     pub checkpoint_interval: Duration,
+    /// Verifies callers' signed identities (the secret the gateway and services share).
+    pub identity: servicekit::IdentityKey,
 }
 
 impl Settings {
     /// Services at their default local ports.
-    pub fn local(listen: SocketAddr, store_url: String) -> Settings {
+    pub fn local(
+        listen: SocketAddr,
+        store_url: String,
+        identity: servicekit::IdentityKey,
+    ) -> Settings {
         Settings {
             listen,
             store_url,
+            identity,
             order: UpstreamSettings::new("http://127.0.0.1:8081"),
             payment: UpstreamSettings::new("http://127.0.0.1:8082"),
             inventory: UpstreamSettings::new("http://127.0.0.1:8083"),

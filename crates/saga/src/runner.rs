@@ -121,10 +121,22 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let log = EventLog::connect(&settings.store_url)?;
     let services = Services {
-        order: Upstream::new("order", settings.order.clone()),
-        payment: Upstream::new("payment", settings.payment.clone()),
-        inventory: Upstream::new("inventory", settings.inventory.clone()),
-        delivery: Upstream::new("delivery", settings.delivery.clone()),
+        order: Upstream::new("order", settings.order.clone(), settings.identity.clone()),
+        payment: Upstream::new(
+            "payment",
+            settings.payment.clone(),
+            settings.identity.clone(),
+        ),
+        inventory: Upstream::new(
+            "inventory",
+            settings.inventory.clone(),
+            settings.identity.clone(),
+        ),
+        delivery: Upstream::new(
+            "delivery",
+            settings.delivery.clone(),
+            settings.identity.clone(),
+        ),
     };
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..SHARDS)
         .map(|_| mpsc::channel::<Work>(SHARD_QUEUE_MAX))
@@ -145,7 +157,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let routes = Router::new()
         .route("/saga/status", get(status))
         .with_state(Arc::clone(&shared));
-    let mut running = servicekit::serve("saga", settings.listen, routes, readiness).await?;
+    let mut running = servicekit::serve(
+        "saga",
+        settings.listen,
+        routes,
+        readiness,
+        Some(settings.identity.clone()),
+    )
+    .await?;
     for receiver in receivers {
         running = running.with_worker(tokio::spawn(work(Arc::clone(&shared), receiver)));
     }

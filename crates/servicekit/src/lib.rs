@@ -7,12 +7,14 @@
 
 mod api_error;
 mod caller;
+mod identity;
 mod problem;
 mod serve;
 mod upstream;
 
 pub use api_error::{ApiError, StartError};
 pub use caller::{Caller, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
+pub use identity::{IdentityKey, PROOF_HEADER, PROOF_TTL_S};
 pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, Written};
 pub use serve::{serve, Readiness, Running, BODY_BYTES_MAX};
 pub use upstream::{CallError, Reply, Upstream, UpstreamSettings};

@@ -16,7 +16,7 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::Problem;
+use crate::{IdentityKey, Problem, ACTOR_HEADER, PROOF_HEADER};
 
 /// Largest request body any service accepts, in bytes: commands are a few fields.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
@@ -63,6 +63,31 @@ impl Metrics {
         }
         text
     }
+}
+
+/// Lets through only requests whose `x-actor` carries a valid proof.
+async fn identified(State(key): State<Arc<IdentityKey>>, request: Request, next: Next) -> Response {
+    // In a block: a borrow of the request (its body is not Sync) must not live across the await.
+    let proven = {
+        let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+        match (header(ACTOR_HEADER), header(PROOF_HEADER)) {
+            (Some(actor), Some(proof)) => key.verify(actor, proof),
+            _ => false,
+        }
+    };
+    if !proven {
+        return Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unidentified",
+            "Who is asking?",
+            format!(
+                "services answer only requests with a signed identity ({ACTOR_HEADER} and \
+                 {PROOF_HEADER}), as the gateway sends them"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn count(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
@@ -128,12 +153,19 @@ impl Running {
 }
 
 /// Serves `routes` (plus health, readiness and metrics) on `listen`; port 0 picks a free port.
+/// With an `identity` key, every route but health and metrics needs a signed identity
+/// (`x-actor` + `x-actor-proof`): what the gateway and the shop's services send.
 pub async fn serve(
     name: &'static str,
     listen: SocketAddr,
     routes: Router,
     readiness: Readiness,
+    identity: Option<IdentityKey>,
 ) -> std::io::Result<Running> {
+    let routes = match identity {
+        Some(key) => routes.layer(middleware::from_fn_with_state(Arc::new(key), identified)),
+        None => routes,
+    };
     let metrics = Arc::new(Metrics {
         service: name,
         answered: Mutex::default(),

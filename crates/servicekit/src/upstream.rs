@@ -12,7 +12,7 @@ use failsafe::futures::CircuitBreaker;
 use failsafe::StateMachine;
 use serde::Serialize;
 
-use crate::{ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
+use crate::{IdentityKey, ACTOR_HEADER, CAUSATION_HEADER, PROOF_HEADER, REQUEST_ID_HEADER};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
@@ -85,13 +85,18 @@ type Breaker = StateMachine<ConsecutiveFailures<EqualJittered>, ()>;
 #[derive(Clone)]
 pub struct Upstream {
     service: &'static str,
+    identity: IdentityKey,
     settings: Arc<UpstreamSettings>,
     http: reqwest::Client,
     breaker: Arc<Breaker>,
 }
 
 impl Upstream {
-    pub fn new(service: &'static str, settings: UpstreamSettings) -> Upstream {
+    pub fn new(
+        service: &'static str,
+        settings: UpstreamSettings,
+        identity: IdentityKey,
+    ) -> Upstream {
         // failsafe panics on pauses under a second and jitters in whole seconds within
         // [s/2, s]: below 2 s the breaker would open for 0 s. Clamp rather than trust config.
         let open_s = settings.breaker_open_s.max(2);
@@ -111,6 +116,7 @@ impl Upstream {
             .unwrap_or_default();
         Upstream {
             service,
+            identity,
             settings: Arc::new(settings),
             http,
             breaker: Arc::new(failsafe::Config::new().failure_policy(policy).build()),
@@ -144,6 +150,7 @@ impl Upstream {
                 .post(&url)
                 .header("content-type", "application/json")
                 .header(ACTOR_HEADER, actor)
+                .header(PROOF_HEADER, self.identity.prove(actor))
                 .header(CAUSATION_HEADER, causation_id.to_string())
                 .header(REQUEST_ID_HEADER, format!("{causation_id}-{attempt}"))
                 .body(body.clone());

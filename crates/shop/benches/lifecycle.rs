@@ -28,6 +28,24 @@ const E2E_ORDERS: usize = 100;
 /// Longest wait for the saga, in milliseconds.
 const SAGA_WAIT_MS_MAX: u64 = 120_000;
 
+/// The shop's identity key: services answer only signed callers.
+static IDENTITY: std::sync::OnceLock<servicekit::IdentityKey> = std::sync::OnceLock::new();
+
+trait Signed {
+    fn signed(self, actor: &str) -> Self;
+}
+
+impl Signed for reqwest::RequestBuilder {
+    fn signed(self, actor: &str) -> Self {
+        let proof = IDENTITY
+            .get()
+            .map(|key| key.prove(actor))
+            .unwrap_or_default();
+        self.header("x-actor", actor)
+            .header(servicekit::PROOF_HEADER, proof)
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -38,6 +56,7 @@ async fn main() {
     let shop = Shop::start(ShopSettings::new(dir.path(), Ports::ANY))
         .await
         .unwrap();
+    let _ = IDENTITY.set(shop.identity().clone());
     let order_url = shop.url(Service::Order);
     let product = register(&http, &shop.url(Service::Inventory)).await;
 
@@ -139,6 +158,7 @@ async fn hello_limit(http: &reqwest::Client) -> Measured {
         "127.0.0.1:0".parse().unwrap(),
         routes,
         servicekit::Readiness::always(),
+        None,
     )
     .await
     .unwrap();
@@ -164,7 +184,7 @@ async fn hello_limit(http: &reqwest::Client) -> Measured {
 async fn register(http: &reqwest::Client, inventory: &str) -> String {
     let answer: Value = http
         .post(format!("{inventory}/products"))
-        .header("x-actor", "seller:bench")
+        .signed("seller:bench")
         .json(&json!({ "name": "Bench tea", "price": 100, "stock": 1_000_000 }))
         .send()
         .await
@@ -178,7 +198,7 @@ async fn register(http: &reqwest::Client, inventory: &str) -> String {
 async fn place(http: &reqwest::Client, order_url: &str, product: &str, customer: &str) -> String {
     let response = http
         .post(format!("{order_url}/orders"))
-        .header("x-actor", format!("customer:{customer}"))
+        .signed(&format!("customer:{customer}"))
         .json(&json!({ "productId": product, "quantity": 1 }))
         .send()
         .await
@@ -193,6 +213,7 @@ async fn wait_saga_settled(http: &reqwest::Client, saga_url: &str) {
     while Instant::now() < deadline {
         let status: Value = http
             .get(format!("{saga_url}/saga/status"))
+            .signed("system:bench")
             .send()
             .await
             .unwrap()
@@ -212,7 +233,7 @@ async fn until(http: &reqwest::Client, url: &str, done: impl Fn(u16, &Value) -> 
     let start = Instant::now();
     let deadline = start + Duration::from_millis(SAGA_WAIT_MS_MAX);
     while Instant::now() < deadline {
-        let response = http.get(url).send().await.unwrap();
+        let response = http.get(url).signed("system:bench").send().await.unwrap();
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if done(status, &body) {
@@ -237,7 +258,7 @@ async fn end_to_end(http: &reqwest::Client, shop: &Shop, product: &str) -> (Vec<
         let start = Instant::now();
         let confirmed = http
             .post(format!("{payment}/deposit"))
-            .header("x-actor", "seller:bench")
+            .signed("seller:bench")
             .send()
             .await
             .unwrap();

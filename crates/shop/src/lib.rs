@@ -34,6 +34,8 @@ pub struct ShopSettings {
     pub accounts: Vec<gateway::Account>,
     /// Signs the gateway's tokens.
     pub token_secret: gateway::Secret,
+    /// Signs the identities the gateway and the services send each other.
+    pub identity: servicekit::IdentityKey,
     /// The gateway's limits (the rest of its settings follow the shop's).
     pub gateway_concurrent_requests_max: usize,
     pub gateway_client_requests_per_s: u32,
@@ -89,6 +91,7 @@ impl ShopSettings {
             accounts: demo_accounts(),
             // A fresh secret per start unless one is configured: tokens then end with the run.
             token_secret: gateway::Secret::new(uuid_like_secret()),
+            identity: servicekit::IdentityKey::new(uuid_like_secret().as_bytes()),
             gateway_concurrent_requests_max: 256,
             gateway_client_requests_per_s: 50,
             gateway_client_burst: 100,
@@ -198,6 +201,12 @@ impl Shop {
         &self.store_url
     }
 
+    /// The key the shop's parts sign identities with (for callers that talk to services
+    /// directly: the shop's own tools and tests).
+    pub fn identity(&self) -> &servicekit::IdentityKey {
+        &self.settings.identity
+    }
+
     pub fn url(&self, service: Service) -> String {
         format!("http://{}", self.addrs[index(service)])
     }
@@ -228,11 +237,13 @@ impl Shop {
         }
         let listen = self.addrs[index(service)];
         let store_url = self.store_url.clone();
+        let identity = self.settings.identity.clone();
         let running = match service {
             Service::Order => {
                 order::build(order::Settings {
                     listen,
                     store_url,
+                    identity,
                     payment: self.calls_to(Service::Payment),
                 })
                 .await?
@@ -241,15 +252,28 @@ impl Shop {
                 payment::build(payment::Settings {
                     listen,
                     store_url,
+                    identity,
                     account: self.settings.account.clone(),
                     due_period: self.settings.due_period,
                 })
                 .await?
             }
             Service::Inventory => {
-                inventory::build(inventory::Settings { listen, store_url }).await?
+                inventory::build(inventory::Settings {
+                    listen,
+                    store_url,
+                    identity,
+                })
+                .await?
             }
-            Service::Delivery => delivery::build(delivery::Settings { listen, store_url }).await?,
+            Service::Delivery => {
+                delivery::build(delivery::Settings {
+                    listen,
+                    store_url,
+                    identity,
+                })
+                .await?
+            }
             Service::Gateway => {
                 let pool = |service| gateway::PoolSettings {
                     replicas: vec![self.url(service)],
@@ -269,6 +293,7 @@ impl Shop {
                         listen,
                         self.settings.accounts.clone(),
                         self.settings.token_secret.clone(),
+                        identity,
                     )
                 })
                 .await?
@@ -277,6 +302,7 @@ impl Shop {
                 order_status::build(order_status::Settings {
                     listen,
                     store_url,
+                    identity,
                     database: self.settings.data_dir.join("order-status.sqlite"),
                 })
                 .await?
@@ -288,7 +314,7 @@ impl Shop {
                     inventory: self.calls_to(Service::Inventory),
                     delivery: self.calls_to(Service::Delivery),
                     retry_pause: self.settings.saga_retry_pause,
-                    ..saga::Settings::local(listen, store_url)
+                    ..saga::Settings::local(listen, store_url, identity)
                 })
                 .await?
             }
@@ -385,13 +411,17 @@ pub const DEMO_CATALOGUE: [(&str, &str, i64, i64); 3] = [
 
 /// Registers the demo catalogue through the inventory's API, as the seller. Products already
 /// registered are left as they are (their stock is not added again).
-pub async fn seed_demo_catalogue(inventory_url: &str) -> anyhow::Result<usize> {
+pub async fn seed_demo_catalogue(
+    inventory_url: &str,
+    identity: &servicekit::IdentityKey,
+) -> anyhow::Result<usize> {
     let http = reqwest::Client::builder().no_proxy().build()?;
     let mut registered = 0;
     for (id, name, price, stock) in DEMO_CATALOGUE {
         let response = http
             .post(format!("{inventory_url}/products"))
             .header(servicekit::ACTOR_HEADER, "seller:shop")
+            .header(servicekit::PROOF_HEADER, identity.prove("seller:shop"))
             .json(&serde_json::json!({
                 "productId": id, "name": name, "price": price, "stock": stock
             }))

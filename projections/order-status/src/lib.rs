@@ -58,6 +58,8 @@ pub struct Settings {
     pub store_url: String,
     /// The SQLite file of the read model.
     pub database: PathBuf,
+    /// Verifies callers' signed identities (the secret the gateway and services share).
+    pub identity: servicekit::IdentityKey,
 }
 
 struct Shared {
@@ -110,11 +112,15 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         .route("/seller/orders", get(seller_orders))
         .route("/admin/rebuild", post(start_rebuild).get(rebuild_progress))
         .with_state(shared);
-    Ok(
-        servicekit::serve("order-status", settings.listen, routes, readiness)
-            .await?
-            .with_worker(projector),
+    Ok(servicekit::serve(
+        "order-status",
+        settings.listen,
+        routes,
+        readiness,
+        Some(settings.identity.clone()),
     )
+    .await?
+    .with_worker(projector))
 }
 
 /// The store's events for the read model, read ahead by a task that stops with the feed.

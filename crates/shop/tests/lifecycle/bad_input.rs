@@ -769,8 +769,11 @@ fn call(method: Method, service: Service, path: impl Into<String>) -> Route {
     }
 }
 
+/// A read, by a signed caller (services answer nobody else).
 fn get(service: Service, path: impl Into<String>) -> Route {
-    call(Method::GET, service, path)
+    let mut route = call(Method::GET, service, path);
+    route.actor = Some("system:test".to_string());
+    route
 }
 
 /// A POST by `actor` (`ANONYMOUS`: without `x-actor`).
@@ -856,7 +859,9 @@ async fn send(t: &TestShop, case: &Case) -> Answer {
     let url = format!("{}{}", t.shop.url(route.service), route.path);
     let mut request = t.http.request(route.method.clone(), url);
     if let Some(actor) = &route.actor {
-        request = request.header("x-actor", actor);
+        request = request
+            .header("x-actor", actor)
+            .header(servicekit::PROOF_HEADER, t.shop.identity().prove(actor));
     }
     for (name, value) in &route.headers {
         request = request.header(*name, value);

@@ -289,6 +289,7 @@ async fn overload_is_shed_at_once_with_a_clear_answer() {
             "127.0.0.1:0".parse().unwrap(),
             shop::demo_accounts(),
             gateway::Secret::new("test"),
+            servicekit::IdentityKey::new(b"test"),
         )
     })
     .await
@@ -335,6 +336,7 @@ async fn overload_is_shed_at_once_with_a_clear_answer() {
             "127.0.0.1:0".parse().unwrap(),
             shop::demo_accounts(),
             gateway::Secret::new("test"),
+            servicekit::IdentityKey::new(b"test"),
         )
     })
     .await
@@ -532,5 +534,85 @@ async fn bad_input_is_refused_at_the_gateway() {
         before
     );
     other_shop.shop.stop().await;
+    t.shop.stop().await;
+}
+
+/// Services answer only signed identities: reaching a service's port directly with a made-up
+/// `x-actor` — no proof, a forged one, one for someone else, or an expired one — gets 401, and
+/// nothing is read or written.
+#[tokio::test(flavor = "multi_thread")]
+async fn services_refuse_callers_that_did_not_come_through_the_gateway() {
+    let t = spawn_shop().await;
+    let product = t.product("Tea", 500, 5).await;
+    let order = t.place("alice", &product, 1).await;
+    let forged = servicekit::IdentityKey::new(b"not the shop's secret").prove("customer:mallory");
+    let someone_else = t.shop.identity().prove("customer:bob");
+    let expired = format!("{}.{}", chrono::Utc::now().timestamp() - 1, "00".repeat(32));
+    let calls = [
+        (Service::Order, reqwest::Method::POST, "/orders".to_string()),
+        (
+            Service::OrderStatus,
+            reqwest::Method::GET,
+            format!("/orders/{order}"),
+        ),
+        (
+            Service::OrderStatus,
+            reqwest::Method::GET,
+            "/customers/alice/orders".to_string(),
+        ),
+        (
+            Service::Payment,
+            reqwest::Method::POST,
+            format!("/payments/{order}/deposit"),
+        ),
+        (
+            Service::Inventory,
+            reqwest::Method::POST,
+            "/products".to_string(),
+        ),
+    ];
+    for (service, method, path) in calls {
+        for proof in [
+            None,
+            Some(forged.clone()),
+            Some(someone_else.clone()),
+            Some(expired.clone()),
+        ] {
+            let mut request = t
+                .http
+                .request(method.clone(), format!("{}{path}", t.shop.url(service)))
+                .header("x-actor", "customer:alice")
+                .json(&json!({ "productId": product, "quantity": 1, "name": "Fake", "price": 1 }));
+            if let Some(proof) = &proof {
+                request = request.header(servicekit::PROOF_HEADER, proof);
+            }
+            let answer = answer(request.send().await.unwrap()).await;
+            assert_eq!(
+                answer.status, 401,
+                "{service:?} {path} with {proof:?}: {answer:?}"
+            );
+            assert_eq!(answer.problem_type(), "/problems/unidentified");
+        }
+    }
+    // Health and metrics stay open for probes and scrapers.
+    assert_eq!(
+        t.http
+            .get(format!("{}/health/ready", t.shop.url(Service::Order)))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    t.saga_settled().await;
+    let deposits = t.event_types(&format!("payment-{order}")).await;
+    assert!(
+        !deposits.contains(&"PayChecked".to_string()),
+        "{deposits:?}"
+    );
+    assert_eq!(
+        t.event_types(&format!("order-{order}")).await,
+        ["OrderPlaced"]
+    );
     t.shop.stop().await;
 }

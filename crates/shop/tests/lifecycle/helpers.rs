@@ -76,9 +76,11 @@ impl TestShop {
         let mut request = self
             .http
             .request(method, format!("{}{}", self.shop.url(service), path));
-        if let Some(actor) = actor {
-            request = request.header("x-actor", actor);
-        }
+        // Services answer only signed identities; reads go as the test itself.
+        let actor = actor.unwrap_or("system:test");
+        request = request
+            .header("x-actor", actor)
+            .header(servicekit::PROOF_HEADER, self.shop.identity().prove(actor));
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -184,21 +184,25 @@ async fn a_customer_sees_their_orders_change_live() {
     let t = spawn_shop().await;
     let product = t.product("Green tea", 1250, 10).await;
     let url = format!("{}/customers/alice/live", t.shop.url(Service::OrderStatus));
-    let mut live = t.http.get(url).send().await.unwrap();
+    let signed = |url: String, actor: &str| {
+        t.http
+            .get(url)
+            .header("x-actor", actor)
+            .header(servicekit::PROOF_HEADER, t.shop.identity().prove(actor))
+    };
+    let mut live = signed(url, "customer:alice").send().await.unwrap();
     assert_eq!(live.status(), 200);
     assert!(live.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    let mut others = t
-        .http
-        .get(format!(
-            "{}/customers/bob/live",
-            t.shop.url(Service::OrderStatus)
-        ))
-        .send()
-        .await
-        .unwrap();
+    let mut others = signed(
+        format!("{}/customers/bob/live", t.shop.url(Service::OrderStatus)),
+        "customer:bob",
+    )
+    .send()
+    .await
+    .unwrap();
 
     let order = t.place("alice", &product, 1).await;
     until_event(&mut live, |o| {
