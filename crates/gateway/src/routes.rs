@@ -59,12 +59,48 @@ pub fn router(gateway: Shared, concurrent_requests_max: usize) -> Router {
         .route("/api/orders/:id/live", get(order_live))
         .route("/api/my/orders/live", get(my_live));
     api.merge(live)
+        .merge(web())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&gateway),
             rate_limit,
         ))
         .layer(middleware::from_fn(request_id))
         .with_state(gateway)
+}
+
+/// The web UI: three static files built into the binary (no build step, no files to find at
+/// run time).
+fn web() -> Router<Shared> {
+    let file = |content_type: &'static str, body: &'static str| {
+        get(move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                body,
+            )
+        })
+    };
+    Router::new()
+        .route(
+            "/",
+            file(
+                "text/html; charset=utf-8",
+                include_str!("../web/index.html"),
+            ),
+        )
+        .route(
+            "/app.js",
+            file(
+                "text/javascript; charset=utf-8",
+                include_str!("../web/app.js"),
+            ),
+        )
+        .route(
+            "/style.css",
+            file("text/css; charset=utf-8", include_str!("../web/style.css")),
+        )
 }
 
 /// Gives every request an id (the client's, if sane) and echoes it in the answer.

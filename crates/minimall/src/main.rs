@@ -46,6 +46,10 @@ enum Command {
         /// given).
         #[arg(long, env = "MINIMALL_IDENTITY_SECRET", hide_env_values = true)]
         identity_secret: Option<String>,
+        /// Let every part pick a free port instead of the defaults (the printed list says
+        /// which): for tests and for running a second shop beside the first.
+        #[arg(long)]
+        any_port: bool,
     },
     /// Print the argon2 hash (PHC string) of a password, for the gateway's accounts.
     HashPassword { password: String },
@@ -213,15 +217,23 @@ async fn main() -> anyhow::Result<()> {
             due_period_s,
             token_secret,
             identity_secret,
+            any_port,
         } => {
-            run_shop(
-                data_dir,
-                store_url,
-                due_period_s,
-                token_secret,
-                identity_secret,
-            )
-            .await
+            let ports = if any_port {
+                shop::Ports::ANY
+            } else {
+                shop::Ports::DEFAULT
+            };
+            let mut settings = shop::ShopSettings::new(data_dir, ports);
+            settings.store_url = store_url;
+            settings.due_period = std::time::Duration::from_secs(due_period_s);
+            if let Some(secret) = token_secret {
+                settings.token_secret = gateway::Secret::new(secret);
+            }
+            if let Some(secret) = identity_secret {
+                settings.identity = servicekit::IdentityKey::new(secret.as_bytes());
+            }
+            run_shop(settings).await
         }
         Command::Serve {
             service,
@@ -305,22 +317,7 @@ async fn rebuild(url: &str) -> anyhow::Result<()> {
     anyhow::bail!("still rebuilding after {REBUILD_WAIT_S_MAX} s; see GET {url}/admin/rebuild")
 }
 
-async fn run_shop(
-    data_dir: PathBuf,
-    store_url: Option<String>,
-    due_period_s: u64,
-    token_secret: Option<String>,
-    identity_secret: Option<String>,
-) -> anyhow::Result<()> {
-    let mut settings = shop::ShopSettings::new(data_dir, shop::Ports::DEFAULT);
-    if let Some(secret) = token_secret {
-        settings.token_secret = gateway::Secret::new(secret);
-    }
-    if let Some(secret) = identity_secret {
-        settings.identity = servicekit::IdentityKey::new(secret.as_bytes());
-    }
-    settings.store_url = store_url;
-    settings.due_period = std::time::Duration::from_secs(due_period_s);
+async fn run_shop(settings: shop::ShopSettings) -> anyhow::Result<()> {
     let shop = shop::Shop::start(settings).await?;
     let seeded =
         shop::seed_demo_catalogue(&shop.url(shop::Service::Inventory), shop.identity()).await?;
@@ -332,7 +329,8 @@ async fn run_shop(
         println!("  seeded the demo catalogue ({seeded} products)");
     }
     println!("Demo accounts (password = name): alice, bob (customers), seller. Log in with");
-    println!("  curl -s localhost:8080/api/login -H 'content-type: application/json' -d '{{\"name\":\"alice\",\"password\":\"alice\"}}'");
+    let gateway = shop.url(shop::Service::Gateway);
+    println!("  curl -s {gateway}/api/login -H 'content-type: application/json' -d '{{\"name\":\"alice\",\"password\":\"alice\"}}'");
     println!("Ctrl-C stops it.");
     shutdown_signal().await?;
     shop.stop().await;
