@@ -616,3 +616,69 @@ async fn services_refuse_callers_that_did_not_come_through_the_gateway() {
     );
     t.shop.stop().await;
 }
+
+/// Requests to an upstream with several replicas go round robin over the ready ones; a replica
+/// that stops is left out once its readiness check fails, and nothing is refused meanwhile but
+/// what the breaker or the timeout must.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_the_load_and_a_stopped_one_is_left_out() {
+    let t = spawn_shop().await;
+    t.product("Tea", 500, 5).await;
+    let second = inventory::build(inventory::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store_url: t.shop.store_url().to_string(),
+        identity: t.shop.identity().clone(),
+    })
+    .await
+    .unwrap();
+    let replicas = vec![t.shop.url(Service::Inventory), second.url()];
+    let pool = |replicas: Vec<String>| gateway::PoolSettings {
+        replicas,
+        timeout_ms: 2_000,
+        breaker_failures_max: 5,
+        breaker_open_s: 2,
+    };
+    let gateway = gateway::build(gateway::Settings {
+        inventory: pool(replicas.clone()),
+        ..gateway::Settings::local(
+            "127.0.0.1:0".parse().unwrap(),
+            shop::demo_accounts(),
+            gateway::Secret::new("test"),
+            t.shop.identity().clone(),
+        )
+    })
+    .await
+    .unwrap();
+    let products = format!("{}/api/products", gateway.url());
+    for _ in 0..10 {
+        let answer = answer(t.http.get(&products).send().await.unwrap()).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    for replica in &replicas {
+        let metrics = t
+            .http
+            .get(format!("{replica}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let served: u64 = metrics
+            .lines()
+            .filter(|l| l.contains("route=\"/products\"") && l.contains("status=\"200\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(served >= 4, "{replica} served {served} of 10:\n{metrics}");
+    }
+    second.stop().await;
+    // Within a readiness check or two the stopped replica is out; until then the breaker may
+    // refuse a few with 502/503, never with a hang.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for _ in 0..10 {
+        let answer = answer(t.http.get(&products).send().await.unwrap()).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    gateway.stop().await;
+    t.shop.stop().await;
+}
