@@ -50,6 +50,10 @@ enum Command {
         /// which): for tests and for running a second shop beside the first.
         #[arg(long)]
         any_port: bool,
+        /// A JSON file of accounts (`[{"name", "role": "customer"|"seller", "passwordHash"}]`,
+        /// hashes from `minimall hash-password`); the demo accounts if not given.
+        #[arg(long, env = "MINIMALL_ACCOUNTS")]
+        accounts: Option<PathBuf>,
     },
     /// Print the argon2 hash (PHC string) of a password, for the gateway's accounts.
     HashPassword { password: String },
@@ -183,6 +187,10 @@ enum ServeCommand {
         /// Secret signing tokens.
         #[arg(long, env = "MINIMALL_TOKEN_SECRET", hide_env_values = true)]
         token_secret: String,
+        /// A JSON file of accounts (`[{"name", "role": "customer"|"seller", "passwordHash"}]`,
+        /// hashes from `minimall hash-password`); the demo accounts if not given.
+        #[arg(long, env = "MINIMALL_ACCOUNTS")]
+        accounts: Option<PathBuf>,
     },
     /// The order-status read model and its queries (port 8086).
     OrderStatus {
@@ -218,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
             token_secret,
             identity_secret,
             any_port,
+            accounts,
         } => {
             let ports = if any_port {
                 shop::Ports::ANY
@@ -230,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(secret) = token_secret {
                 settings.token_secret = gateway::Secret::new(secret);
             }
+            settings.accounts = load_accounts(accounts.as_deref())?;
             if let Some(secret) = identity_secret {
                 settings.identity = servicekit::IdentityKey::new(secret.as_bytes());
             }
@@ -380,10 +390,11 @@ async fn run_service(
         ServeCommand::Gateway {
             services,
             token_secret,
+            accounts,
         } => {
             let defaults = gateway::Settings::local(
                 at(ports.gateway),
-                shop::demo_accounts(),
+                load_accounts(accounts.as_deref())?,
                 gateway::Secret::new(token_secret),
                 identity,
             );
@@ -452,6 +463,16 @@ async fn run_estore(listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()>
     shutdown_signal().await?;
     store.stop().await;
     Ok(())
+}
+
+/// The accounts from a JSON file, or the demo accounts.
+fn load_accounts(path: Option<&std::path::Path>) -> anyhow::Result<Vec<gateway::Account>> {
+    let Some(path) = path else {
+        return Ok(shop::demo_accounts());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the accounts in {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("the accounts in {}", path.display()))
 }
 
 /// Ctrl-C or SIGTERM (what a supervisor or Kubernetes sends).
