@@ -8,8 +8,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use chrono::Utc;
@@ -17,7 +16,7 @@ use domain::delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryState};
 use domain::{CustomerId, OrderId, ProductId, Quantity};
 use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError, Written};
+use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -92,19 +91,8 @@ async fn run(
         .execute::<Delivery>(&stream, command, &caller.metadata(order_id.as_uuid()))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    let status = if executed.events.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((
-        status,
-        axum::Json(Written {
-            state: view(order_id, executed.state, executed.revision),
-            position: executed.position,
-        }),
-    )
-        .into_response())
+    let body = view(order_id, executed.state, executed.revision);
+    Ok(servicekit::answer(&executed, body))
 }
 
 #[derive(Deserialize)]

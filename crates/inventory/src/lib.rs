@@ -10,8 +10,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
@@ -21,7 +20,7 @@ use domain::{Money, OrderId, ProductId, ProductName, Quantity};
 use eventlog::catalogue::CatalogueView;
 use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError, Written};
+use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -161,24 +160,13 @@ async fn register(
         )
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    let status = if executed.events.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    // The stock as it stands: a repeated registration adds none.
+    let body = Changed {
+        product_id,
+        stock: stock_of(&executed.state),
+        revision: executed.revision,
     };
-    let stock = initial_stock.map_or(0, |q| q.units());
-    Ok((
-        status,
-        axum::Json(Written {
-            state: Changed {
-                product_id,
-                stock,
-                revision: executed.revision,
-            },
-            position: executed.position,
-        }),
-    )
-        .into_response())
+    Ok(servicekit::answer(&executed, body))
 }
 
 async fn list(State(app): State<AppState>) -> axum::Json<Vec<ProductView>> {
@@ -294,23 +282,17 @@ async fn change(
         .execute::<Product>(&stream, command, &caller.metadata(correlation_id))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    let stock = match &executed.state {
-        ProductState::Registered(r) => r.stock,
-        ProductState::NotRegistered => 0,
-    };
-    let status = if executed.events.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
     let body = Changed {
         product_id,
-        stock,
+        stock: stock_of(&executed.state),
         revision: executed.revision,
     };
-    let body = Written {
-        state: body,
-        position: executed.position,
-    };
-    Ok((status, axum::Json(body)).into_response())
+    Ok(servicekit::answer(&executed, body))
+}
+
+fn stock_of(state: &ProductState) -> u32 {
+    match state {
+        ProductState::Registered(r) => r.stock,
+        ProductState::NotRegistered => 0,
+    }
 }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
@@ -24,7 +24,7 @@ use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
 use servicekit::{
     ApiError, CallError, Caller, Json, OptionalJson, Problem, Readiness, Running, StartError,
-    Upstream, UpstreamSettings, Written,
+    Upstream, UpstreamSettings,
 };
 
 #[derive(Debug, Clone)]
@@ -161,18 +161,9 @@ async fn run(
         .execute::<Order>(&stream, command, &caller.metadata(order_id.as_uuid()))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    let status = if executed.events.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
     let body =
         view(&executed.state, executed.revision).ok_or_else(|| refusal(OrderError::NotPlaced))?;
-    let body = Written {
-        state: body,
-        position: executed.position,
-    };
-    Ok((status, axum::Json(body)).into_response())
+    Ok(servicekit::answer(&executed, body))
 }
 
 #[derive(Deserialize)]

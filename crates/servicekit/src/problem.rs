@@ -228,14 +228,3 @@ pub fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T,
         ),
     })
 }
-
-/// A command's answer: the state after it, and where its last event is in the log — what a
-/// query of the read model may ask to see at least (read-your-writes). No position when the
-/// command changed nothing.
-#[derive(Debug, Clone, Serialize)]
-pub struct Written<T> {
-    #[serde(flatten)]
-    pub state: T,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<u64>,
-}

@@ -119,3 +119,38 @@ async fn a_retried_stock_delivery_is_added_once() {
     assert_eq!(t.stock(&product).await, 15);
     t.shop.stop().await;
 }
+
+/// Registering a product again (a retried registration) adds nothing and answers the stock as it
+/// stands.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_registration_answers_the_stock_as_it_stands() {
+    let t = spawn_shop().await;
+    let product_id = uuid::Uuid::new_v4();
+    let register =
+        serde_json::json!({ "productId": product_id, "name": "Tea", "price": 500, "stock": 5 });
+    let path = format!("/products/{product_id}/stock");
+    let seller = "seller:shop";
+    let inventory = shop::Service::Inventory;
+    assert_eq!(
+        t.post(inventory, "/products", seller, register.clone())
+            .await
+            .status,
+        201
+    );
+    let added = t
+        .post(
+            inventory,
+            &path,
+            seller,
+            serde_json::json!({ "quantity": 3 }),
+        )
+        .await;
+    assert_eq!(added.body["stock"], 8);
+    let again = t.post(inventory, "/products", seller, register).await;
+    assert_eq!(
+        (again.status, again.body["stock"].as_u64()),
+        (200, Some(8)),
+        "{again:?}"
+    );
+    t.shop.stop().await;
+}
