@@ -5,10 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use failsafe::backoff::EqualJittered;
-use failsafe::failure_policy::ConsecutiveFailures;
-use failsafe::futures::CircuitBreaker;
-use failsafe::StateMachine;
+use servicekit::{Breaker, Tripped};
 
 /// How often each replica's readiness is checked, in milliseconds.
 const HEALTH_CHECK_MS: u64 = 1_000;
@@ -23,7 +20,8 @@ pub struct PoolSettings {
     pub timeout_ms: u64,
     /// Failures in a row that open the breaker.
     pub breaker_failures_max: u32,
-    /// Pause of an open breaker, in seconds (at least 2: failsafe jitters whole seconds).
+    /// Pause of an open breaker, in seconds (at least 2, see `servicekit::Breaker`); up to 8
+    /// times as long while the upstream keeps failing.
     pub breaker_open_s: u64,
 }
 
@@ -31,8 +29,6 @@ struct Replica {
     base: String,
     healthy: AtomicBool,
 }
-
-type Breaker = StateMachine<ConsecutiveFailures<EqualJittered>, ()>;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,14 +55,6 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(name: &'static str, settings: &PoolSettings) -> Arc<Pool> {
-        let open_s = settings.breaker_open_s.max(2);
-        let policy = failsafe::failure_policy::consecutive_failures(
-            settings.breaker_failures_max.max(1),
-            failsafe::backoff::equal_jittered(
-                Duration::from_secs(open_s),
-                Duration::from_secs(open_s * 8),
-            ),
-        );
         let client = |timeout: Option<Duration>| {
             let builder = reqwest::Client::builder()
                 .no_proxy()
@@ -89,7 +77,11 @@ impl Pool {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            breaker: failsafe::Config::new().failure_policy(policy).build(),
+            breaker: Breaker::new(
+                settings.breaker_failures_max,
+                settings.breaker_open_s,
+                settings.breaker_open_s * 8,
+            ),
             http: client(Some(Duration::from_millis(settings.timeout_ms))),
             streaming: client(None),
         })
@@ -166,8 +158,8 @@ impl Pool {
         };
         match self.breaker.call(attempt).await {
             Ok(response) => Ok(response),
-            Err(failsafe::Error::Rejected) => Err(Failure::BreakerOpen(name)),
-            Err(failsafe::Error::Inner(failure)) => Err(failure),
+            Err(Tripped::Open) => Err(Failure::BreakerOpen(name)),
+            Err(Tripped::Failed(failure)) => Err(failure),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! It must not: know any service's routes, commands or events.
 
 mod api_error;
+mod breaker;
 mod caller;
 mod identity;
 mod problem;
@@ -14,6 +15,7 @@ mod upstream;
 mod written;
 
 pub use api_error::{ApiError, StartError};
+pub use breaker::{Breaker, Tripped};
 pub use caller::{Caller, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
 pub use identity::{IdentityKey, PROOF_HEADER, PROOF_TTL_S};
 pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem};

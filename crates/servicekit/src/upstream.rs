@@ -6,13 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use failsafe::backoff::EqualJittered;
-use failsafe::failure_policy::ConsecutiveFailures;
-use failsafe::futures::CircuitBreaker;
-use failsafe::StateMachine;
 use serde::Serialize;
 
-use crate::{IdentityKey, ACTOR_HEADER, CAUSATION_HEADER, PROOF_HEADER, REQUEST_ID_HEADER};
+use crate::{
+    Breaker, IdentityKey, Tripped, ACTOR_HEADER, CAUSATION_HEADER, PROOF_HEADER, REQUEST_ID_HEADER,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
@@ -26,9 +24,8 @@ pub struct UpstreamSettings {
     pub backoff_ms: u64,
     /// Failed attempts in a row that open the breaker.
     pub breaker_failures_max: u32,
-    /// Pause of an open breaker, in seconds: failsafe jitters it in whole seconds between half
-    /// of it and all of it, so it is at least 2. It doubles while the service keeps failing, up
-    /// to `breaker_open_s_max`.
+    /// Pause of an open breaker, in seconds (at least 2, see `Breaker::new`); it doubles while
+    /// the service keeps failing, up to `breaker_open_s_max`.
     pub breaker_open_s: u64,
     pub breaker_open_s_max: u64,
 }
@@ -79,8 +76,6 @@ pub enum CallError {
     },
 }
 
-type Breaker = StateMachine<ConsecutiveFailures<EqualJittered>, ()>;
-
 /// A service called over HTTP.
 #[derive(Clone)]
 pub struct Upstream {
@@ -88,7 +83,7 @@ pub struct Upstream {
     identity: IdentityKey,
     settings: Arc<UpstreamSettings>,
     http: reqwest::Client,
-    breaker: Arc<Breaker>,
+    breaker: Breaker,
 }
 
 impl Upstream {
@@ -97,16 +92,6 @@ impl Upstream {
         settings: UpstreamSettings,
         identity: IdentityKey,
     ) -> Upstream {
-        // failsafe panics on pauses under a second and jitters in whole seconds within
-        // [s/2, s]: below 2 s the breaker would open for 0 s. Clamp rather than trust config.
-        let open_s = settings.breaker_open_s.max(2);
-        let policy = failsafe::failure_policy::consecutive_failures(
-            settings.breaker_failures_max.max(1),
-            failsafe::backoff::equal_jittered(
-                Duration::from_secs(open_s),
-                Duration::from_secs(settings.breaker_open_s_max.max(open_s)),
-            ),
-        );
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms))
@@ -114,12 +99,17 @@ impl Upstream {
             .no_proxy()
             .build()
             .unwrap_or_default();
+        let breaker = Breaker::new(
+            settings.breaker_failures_max,
+            settings.breaker_open_s,
+            settings.breaker_open_s_max,
+        );
         Upstream {
             service,
             identity,
             settings: Arc::new(settings),
             http,
-            breaker: Arc::new(failsafe::Config::new().failure_policy(policy).build()),
+            breaker,
         }
     }
 
@@ -157,12 +147,12 @@ impl Upstream {
             let outcome = self.breaker.call(send(request)).await;
             let reason = match outcome {
                 Ok(reply) => return Ok(reply),
-                Err(failsafe::Error::Rejected) => {
+                Err(Tripped::Open) => {
                     return Err(CallError::BreakerOpen {
                         service: self.service,
                     })
                 }
-                Err(failsafe::Error::Inner(reason)) => reason,
+                Err(Tripped::Failed(reason)) => reason,
             };
             if attempt >= self.settings.attempts_max {
                 return Err(CallError::Unreachable {
