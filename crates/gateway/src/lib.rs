@@ -81,6 +81,20 @@ impl Settings {
     }
 }
 
+/// How often clients whose rate allowance is full again are forgotten, in seconds.
+const RATE_PRUNE_S: u64 = 60;
+
+/// The rate limiter keeps a state per client: forgetting those that are idle (their allowance
+/// refilled) keeps that map as small as the set of recently active clients.
+async fn forget_idle_clients(gateway: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(RATE_PRUNE_S));
+    loop {
+        tick.tick().await;
+        gateway.rate.retain_recent();
+        gateway.rate.shrink_to_fit();
+    }
+}
+
 pub(crate) struct Gateway {
     accounts: accounts::Accounts,
     order: Arc<pool::Pool>,
@@ -120,6 +134,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         None,
     )
     .await?;
+    running = running.with_worker(tokio::spawn(forget_idle_clients(Arc::clone(&gateway))));
     for pool in [
         &gateway.order,
         &gateway.payment,

@@ -20,7 +20,9 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use domain::saga::{react, Action, Saga, Trigger};
 use domain::{Decider, OrderId};
-use eventlog::{Actor, ActorKind, Appended, EventLog, Followed, LogPosition, Metadata};
+use eventlog::{
+    Actor, ActorKind, Appended, EventLog, Followed, LogPosition, Metadata, CONFLICT_RETRIES_MAX,
+};
 use serde::Serialize;
 use servicekit::{Readiness, Running, Upstream};
 use tokio::sync::mpsc;
@@ -274,7 +276,7 @@ async fn work(shared: Arc<Shared>, mut queue: mpsc::Receiver<Work>) {
     }
 }
 
-/// Handles one trigger; gives it back if a service it needs is unavailable.
+/// Handles one trigger; gives it back if a service it needs (or the store) is unavailable.
 async fn run(shared: &Shared, work: Work) -> Option<Work> {
     let due_at = match handle(shared, &work).await {
         Handled::Parked => return Some(work),
@@ -311,7 +313,8 @@ async fn run(shared: &Shared, work: Work) -> Option<Work> {
 enum Handled {
     /// Handled; the saga now waits for a deposit due then, if it does.
     Done { due_at: Option<DateTime<Utc>> },
-    /// A service the step needs is unavailable: nothing was recorded; try again later.
+    /// A service the step needs, or the store, is unavailable: nothing was recorded; try
+    /// again later.
     Parked,
 }
 
@@ -322,14 +325,15 @@ enum Handled {
 /// lost between two appends.
 async fn handle(shared: &Shared, work: &Work) -> Handled {
     let stream = format!("saga-{}", work.order_id);
-    loop {
-        let loaded = loop {
-            match shared.log.load::<Saga>(&stream).await {
-                Ok(loaded) => break loaded,
-                Err(e) => {
-                    tracing::warn!(error = %e, %stream, "cannot load the saga; retrying");
-                    tokio::time::sleep(shared.retry_pause).await;
-                }
+    // Lost races for the saga's stream (another instance, an operator) are retried a bounded
+    // number of times; past that, or while the store fails, the trigger is parked and retried
+    // with the shard's other waiting work.
+    for _ in 0..=CONFLICT_RETRIES_MAX {
+        let loaded = match shared.log.load::<Saga>(&stream).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(error = %e, %stream, "cannot load the saga; parked");
+                return Handled::Parked;
             }
         };
         let mut state = loaded.state.clone();
@@ -388,11 +392,13 @@ async fn handle(shared: &Shared, work: &Work) -> Handled {
             }
             Ok(Appended::Conflict) => continue,
             Err(e) => {
-                tracing::warn!(error = %e, %stream, "cannot record the saga's step; retrying");
-                tokio::time::sleep(shared.retry_pause).await;
+                tracing::warn!(error = %e, %stream, "cannot record the saga's step; parked");
+                return Handled::Parked;
             }
         }
     }
+    tracing::warn!(%stream, "the saga's stream kept changing; parked");
+    Handled::Parked
 }
 
 /// Fires deposit timers: the order's shard gets a `DepositDue` trigger.

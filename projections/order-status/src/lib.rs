@@ -70,6 +70,8 @@ struct Shared {
     /// The position of the last event applied.
     applied: watch::Sender<Option<LogPosition>>,
     caught_up: AtomicBool,
+    /// The last write to the database succeeded.
+    writing: AtomicBool,
     /// Orders as they change, for live screens.
     changes: broadcast::Sender<Arc<OrderRow>>,
     /// The running or last rebuild.
@@ -95,6 +97,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         store: RwLock::new(store),
         applied: watch::Sender::new(checkpoint),
         caught_up: AtomicBool::new(false),
+        writing: AtomicBool::new(true),
         changes: broadcast::Sender::new(LIVE_CHANGES_MAX),
         rebuild: Mutex::new(None),
         swaps,
@@ -102,7 +105,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
     let projector = tokio::spawn(project(Arc::clone(&shared), checkpoint, swapped));
     let readiness = Readiness::when({
         let shared = Arc::clone(&shared);
-        move || shared.caught_up.load(Ordering::Acquire)
+        move || shared.caught_up.load(Ordering::Acquire) && shared.writing.load(Ordering::Acquire)
     });
     let routes = Router::new()
         .route("/orders/:order_id", get(order))
@@ -174,16 +177,22 @@ impl Feed {
     }
 }
 
-/// Writes a batch with its checkpoint, retrying while the database fails; the changed rows.
-async fn write(store: &Arc<Store>, batch: Vec<Seen>) -> Vec<OrderRow> {
+/// Writes a batch with its checkpoint; the changed rows. While the database fails (a full
+/// disk) it retries — an event may not be skipped — and `healthy` says so, which makes the
+/// service report "not ready" until a write succeeds again.
+async fn write(store: &Arc<Store>, batch: Vec<Seen>, healthy: &AtomicBool) -> Vec<OrderRow> {
     let batch = Arc::new(batch);
     loop {
         let (store, events) = (Arc::clone(store), Arc::clone(&batch));
         match tokio::task::spawn_blocking(move || store.apply(&events)).await {
-            Ok(Ok(changed)) => return changed,
+            Ok(Ok(changed)) => {
+                healthy.store(true, Ordering::Release);
+                return changed;
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "cannot write the read model; retrying"),
             Err(e) => tracing::error!(error = %e, "the read model's writer failed; retrying"),
         }
+        healthy.store(false, Ordering::Release);
         tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
     }
 }
@@ -203,7 +212,7 @@ async fn project(shared: Arc<Shared>, after: Option<LogPosition>, mut swaps: mps
             batch = feed.next_batch() => {
                 let Some((batch, caught_up)) = batch else { return };
                 if let Some(last) = batch.last().map(|s| s.position) {
-                    for row in write(&shared.store(), batch).await {
+                    for row in write(&shared.store(), batch, &shared.writing).await {
                         // Nobody listening is fine.
                         let _ = shared.changes.send(Arc::new(row));
                     }
@@ -342,7 +351,8 @@ async fn rebuild(shared: Arc<Shared>) {
         };
         let count = batch.len() as u64;
         if let Some(last) = batch.last().map(|s| s.position) {
-            write(&store, batch).await;
+            // The rebuild's own failures say nothing of the live database's health.
+            write(&store, batch, &AtomicBool::new(true)).await;
             checkpoint = Some(last);
         }
         if let Some(progress) = shared
