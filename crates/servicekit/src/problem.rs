@@ -228,3 +228,25 @@ pub fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T,
         ),
     })
 }
+
+/// A query string whose rejection (a missing or malformed parameter) is a problem+json answer.
+pub struct Query<T>(pub T);
+
+#[axum::async_trait]
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| Problem::bad_request(rejection.body_text()))
+    }
+}

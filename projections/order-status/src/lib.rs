@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +28,7 @@ use domain::{OrderId, OrderStatus};
 use eventlog::{EventLog, Followed, LogPosition, Seen};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Problem, Readiness, Running, StartError};
+use servicekit::{ApiError, Problem, Query, Readiness, Running, StartError};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;

@@ -424,6 +424,7 @@ async fn bad_input_is_refused_at_the_gateway() {
     let product = t.product("Tea", 500, 5).await;
     let alice = t.login("alice").await;
     let foreign = other_shop.login("alice").await;
+    let seller = t.login("seller").await;
     let before = t.event_types(&format!("product-{product}")).await.len();
     let gateway = t.shop.url(Service::Gateway);
     let orders = format!("{gateway}/api/orders");
@@ -513,6 +514,20 @@ async fn bad_input_is_refused_at_the_gateway() {
                 .post(format!("{gateway}/api/login"))
                 .json(&json!({ "name": "mallory", "password": "x" })),
             401,
+        ),
+        (
+            "an unknown status in a query",
+            t.http
+                .get(format!("{gateway}/api/seller/orders?status=Lost"))
+                .bearer_auth(&seller),
+            400,
+        ),
+        (
+            "a position that is not a number",
+            t.http
+                .get(format!("{gateway}/api/my/orders?atLeast=soon"))
+                .bearer_auth(&alice),
+            400,
         ),
     ];
     for (what, request, expected) in cases {
