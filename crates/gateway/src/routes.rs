@@ -125,10 +125,19 @@ async fn request_id(mut request: Request, next: Next) -> Response {
 }
 
 /// Each client (its account, or its address when anonymous) gets a rate; past it, 429 at once.
-async fn rate_limit(State(gateway): State<Shared>, request: Request, next: Next) -> Response {
-    let account = bearer(request.headers())
-        .and_then(|token| gateway.accounts.check(token))
-        .map(|claims| claims.actor());
+/// What the request's token says, checked once per request: `Ok(None)` without a token,
+/// `Err` for a token that is not valid.
+#[derive(Clone)]
+struct Checked(Result<Option<Claims>, ()>);
+
+async fn rate_limit(State(gateway): State<Shared>, mut request: Request, next: Next) -> Response {
+    let checked = match bearer(request.headers()) {
+        _ if !request.headers().contains_key(header::AUTHORIZATION) => Ok(None),
+        Some(token) => gateway.accounts.check(token).map(Some).ok_or(()),
+        None => Err(()),
+    };
+    let account = checked.as_ref().ok().and_then(Option::as_ref).map(Claims::actor);
+    request.extensions_mut().insert(Checked(checked));
     let key = account.unwrap_or_else(|| {
         request
             .extensions()
@@ -163,18 +172,14 @@ struct Caller(Option<Claims>);
 impl FromRequestParts<Shared> for Caller {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, gateway: &Shared) -> Result<Self, Problem> {
-        if !parts.headers.contains_key(header::AUTHORIZATION) {
-            return Ok(Caller(None));
+    async fn from_request_parts(parts: &mut Parts, _gateway: &Shared) -> Result<Self, Problem> {
+        // The rate limiter, in front of every route, checked the token already.
+        match parts.extensions.get::<Checked>() {
+            Some(Checked(Ok(claims))) => Ok(Caller(claims.clone())),
+            _ => Err(unauthorized(
+                "the token is not valid (malformed, expired or not ours); log in again",
+            )),
         }
-        bearer(&parts.headers)
-            .and_then(|token| gateway.accounts.check(token))
-            .map(|claims| Caller(Some(claims)))
-            .ok_or_else(|| {
-                unauthorized(
-                    "the token is not valid (malformed, expired or not ours); log in again",
-                )
-            })
     }
 }
 
