@@ -136,7 +136,11 @@ async fn rate_limit(State(gateway): State<Shared>, mut request: Request, next: N
         Some(token) => gateway.accounts.check(token).map(Some).ok_or(()),
         None => Err(()),
     };
-    let account = checked.as_ref().ok().and_then(Option::as_ref).map(Claims::actor);
+    let account = checked
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(Claims::actor);
     request.extensions_mut().insert(Checked(checked));
     let key = account.unwrap_or_else(|| {
         request
@@ -327,6 +331,13 @@ fn refused(gateway: &Gateway, failure: Failure) -> Problem {
 
 /// The upstream's answer, streamed through, with the headers a client needs.
 fn pass_on(upstream: reqwest::Response) -> Response {
+    let (status, headers) = head_of(&upstream);
+    let body = Body::from_stream(upstream.bytes_stream());
+    (status, headers, body).into_response()
+}
+
+/// The upstream answer's status and the headers a client needs from it.
+fn head_of(upstream: &reqwest::Response) -> (StatusCode, HeaderMap) {
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
@@ -341,8 +352,7 @@ fn pass_on(upstream: reqwest::Response) -> Response {
             }
         }
     }
-    let body = Body::from_stream(upstream.bytes_stream());
-    (status, headers, body).into_response()
+    (status, headers)
 }
 
 #[derive(Deserialize)]
@@ -531,7 +541,7 @@ async fn visible_order(
     order: &str,
     query: Option<&str>,
     headers: &HeaderMap,
-) -> Result<(StatusCode, serde_json::Value), Problem> {
+) -> Result<Response, Problem> {
     let claims = caller.any()?;
     let order = id(order, "order")?;
     let path = match query {
@@ -548,14 +558,18 @@ async fn visible_order(
     }
     .send(gateway, false)
     .await?;
-    let status =
-        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let body: serde_json::Value = upstream.json().await.unwrap_or_default();
-    let theirs = claims.role == Role::Customer && body["customerId"] != claims.sub.as_str();
-    if status == StatusCode::OK && theirs {
-        return Err(Problem::not_found("no such order"));
+    let (status, headers) = head_of(&upstream);
+    let body = upstream
+        .bytes()
+        .await
+        .map_err(|e| refused(gateway, Failure::Failed("order-status", e.to_string())))?;
+    if status == StatusCode::OK && claims.role == Role::Customer {
+        let order: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if order["customerId"] != claims.sub.as_str() {
+            return Err(Problem::not_found("no such order"));
+        }
     }
-    Ok((status, body))
+    Ok((status, headers, body).into_response())
 }
 
 async fn order(
@@ -565,15 +579,7 @@ async fn order(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (status, body) = visible_order(&gateway, &caller, &order, uri.query(), &headers).await?;
-    let mut response = (status, axum::Json(&body)).into_response();
-    if status.is_client_error() || status.is_server_error() {
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-    }
-    Ok(response)
+    visible_order(&gateway, &caller, &order, uri.query(), &headers).await
 }
 
 async fn my_orders(
@@ -685,8 +691,8 @@ async fn order_live(
     Path(order): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (status, _) = visible_order(&gateway, &caller, &order, None, &headers).await?;
-    if status != StatusCode::OK {
+    let seen = visible_order(&gateway, &caller, &order, None, &headers).await?;
+    if seen.status() != StatusCode::OK {
         return Err(Problem::not_found("no such order"));
     }
     let claims = caller.any()?;
