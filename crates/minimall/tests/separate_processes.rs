@@ -108,7 +108,11 @@ async fn an_order_goes_through_the_shop_run_as_separate_processes() {
         ],
     );
 
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(WAIT_MS_MAX))
+        .build()
+        .unwrap();
     let post = |url: String, actor: &'static str, body: Value| {
         let http = http.clone();
         async move {

@@ -113,6 +113,8 @@ struct Shared {
     tracker: Mutex<Tracker>,
     deadlines: Mutex<HashMap<OrderId, Deadline>>,
     caught_up: AtomicBool,
+    /// The checkpoint this run started from (set once the reader has read it).
+    started_after: Mutex<Option<Option<LogPosition>>>,
     shards: Vec<mpsc::Sender<Work>>,
 }
 
@@ -150,6 +152,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tracker: Mutex::default(),
         deadlines: Mutex::default(),
         caught_up: AtomicBool::new(false),
+        started_after: Mutex::new(None),
         shards: senders,
     });
     let readiness = Readiness::when({
@@ -191,6 +194,7 @@ async fn read(shared: Arc<Shared>) {
         }
     };
     tracing::info!(?after, "saga following the store");
+    *lock(&shared.started_after) = Some(after);
     let mut follower = shared.log.follow(&FOLLOWED_PREFIXES, after);
     loop {
         let seen = match follower.next().await {
@@ -488,6 +492,10 @@ async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
 #[serde(rename_all = "camelCase")]
 struct Status {
     caught_up: bool,
+    /// Whether this run has read its stored checkpoint yet…
+    checkpoint_read: bool,
+    /// …and where it started reading after (`null`: from the start of the log).
+    started_after: Option<LogPosition>,
     checkpoint: Option<LogPosition>,
     /// Entries the checkpoint tracker holds (unfinished events and runs of finished ones).
     pending_events: usize,
@@ -499,6 +507,8 @@ struct Status {
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
+    // Read once: two guards in one struct expression would both live to its end.
+    let started_after = *lock(&shared.started_after);
     let (checkpoint, pending_events, unfinished_events) = {
         let tracker = lock(&shared.tracker);
         (tracker.committed, tracker.pending.len(), tracker.unfinished)
@@ -516,6 +526,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
     .collect();
     axum::Json(Status {
         caught_up: shared.caught_up.load(Ordering::Acquire),
+        checkpoint_read: started_after.is_some(),
+        started_after: started_after.flatten(),
         checkpoint,
         pending_events,
         unfinished_events,

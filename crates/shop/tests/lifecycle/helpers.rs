@@ -9,6 +9,8 @@ use shop::{Ports, Service, Shop, ShopSettings};
 
 /// Longest wait for the saga to bring an order somewhere.
 pub const EVENTUALLY_MS_MAX: u64 = 20_000;
+/// Longest wait for one HTTP answer (live streams included), in milliseconds.
+pub const REQUEST_MS_MAX: u64 = 30_000;
 
 pub struct TestShop {
     pub shop: Shop,
@@ -41,7 +43,12 @@ pub async fn spawn_shop_with(configure: impl FnOnce(&mut ShopSettings)) -> TestS
     configure(&mut settings);
     let shop = Shop::start(settings).await.unwrap();
     let store = eventstore::Client::new(shop.store_url().parse().unwrap()).unwrap();
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    // A hung answer fails the test instead of holding CI until it is killed.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(REQUEST_MS_MAX))
+        .build()
+        .unwrap();
     TestShop {
         shop,
         http,

@@ -99,6 +99,14 @@ async fn a_saga_replaying_from_an_older_checkpoint_has_no_second_effect() {
         .await
         .unwrap();
     t.shop.start_service(Service::Saga).await.unwrap();
+    // It really replays: this run starts from the rewound checkpoint.
+    eventually("the saga reads its checkpoint", || async {
+        let status = t.get(Service::Saga, "/saga/status").await.body;
+        status["checkpointRead"] == true
+    })
+    .await;
+    let status = t.get(Service::Saga, "/saga/status").await.body;
+    assert_eq!(status["startedAfter"]["commit"], 0, "{status}");
     t.order_reaches(&in_flight, "Shipping").await;
     assert_eq!(t.confirm_deposit(&waiting).await.status, 201);
     t.order_reaches(&waiting, "Shipping").await;
