@@ -2,7 +2,7 @@
 //! and stock) and Delivery aggregates, each a decider —
 //! `decide(&State, Command) -> Result<Vec<Event>, Error>` and `evolve(State, &Event) -> State`.
 //!
-//! It owns: commands, events (type names of SPEC §4.2, never renamed), the rules that turn one
+//! It owns: commands, events (fixed type names, never renamed), the rules that turn one
 //! into the other, and value types that can only hold valid values.
 //!
 //! It must not: do I/O, be async, or know about HTTP, the event store or the clock. Anything a
@@ -44,7 +44,7 @@ pub trait Decider {
 
 /// The contract of a stored event: its type name and its JSON data.
 pub trait Event: Sized {
-    /// The event type as stored (SPEC §4.2).
+    /// The event type as stored: a fixed name, never renamed.
     fn event_type(&self) -> &'static str;
     /// The event's data as stored: JSON carrying `orderId` and `orderStatus` where an order is
     /// involved.

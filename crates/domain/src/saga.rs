@@ -1,6 +1,6 @@
 //! The order process manager (saga), pure: it carries one order from placement through the
 //! deposit, the stock and the delivery to the receipt, and undoes earlier steps when a later one
-//! fails (SPEC §4.4). Its memory is its own stream, `saga-{orderId}`.
+//! fails. Its memory is its own stream, `saga-{orderId}`.
 //!
 //! `react(state, trigger)` says what the saga records and which calls it makes next; the runner
 //! makes the calls (each idempotent at the service that answers it), then records the events at

@@ -1,4 +1,4 @@
-//! The order's status as the customer sees it (SPEC §2), carried by every order-related event.
+//! The order's status as the customer sees it, carried by every order-related event.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The API gateway (SPEC §4.6, §5): the shop's single entry point. It authenticates customers
+//! The API gateway: the shop's single entry point. It authenticates customers
 //! and the seller (demo accounts, argon2 hashes, signed tokens), authorizes every route (a
 //! customer acts on their own orders only; only the seller confirms deposits and manages stock),
 //! and forwards `/api/...` to the services' replicas with the caller's identity and a request

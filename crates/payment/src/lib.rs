@@ -4,7 +4,7 @@
 //!
 //! It owns the `payment-{orderId}` streams and is the single authority on "deposit confirmed":
 //! a customer's cancel and the seller's confirmation are decided on the same stream at its
-//! expected revision, so exactly one wins (SPEC §4.3).
+//! expected revision, so exactly one wins.
 //!
 //! It must not: call other services; it learns nothing but what it is asked.
 

@@ -1,4 +1,4 @@
-//! The saga process manager (SPEC §4.4): follows the store from a durably stored checkpoint and
+//! The saga process manager: follows the store from a durably stored checkpoint and
 //! carries each order through payment, stock and delivery, compensating when a step fails.
 //!
 //! It owns the `saga-{orderId}` streams (what it decided for each order) and `saga-checkpoint`

@@ -1,4 +1,4 @@
-//! The order-status read model (SPEC §4.5, F6): a projection worker follows the store and keeps,
+//! The order-status read model: a projection worker follows the store and keeps,
 //! in SQLite, every order's status, details and timeline, per customer and for the seller's
 //! queues; a query API serves it, and can wait for a command's position (read-your-writes).
 //!

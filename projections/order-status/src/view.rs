@@ -1,4 +1,4 @@
-//! The read model's rule, pure: how each event changes an order's row (SPEC §2's status table)
+//! The read model's rule, pure: how each event changes an order's row (the statuses of `domain::status`)
 //! and what it adds to the order's timeline. No I/O: the runner loads rows, calls `evolve`, and
 //! writes them back with the checkpoint in one transaction.
 

@@ -1,4 +1,4 @@
-//! The events are a contract: fixed type names (SPEC §4.2), JSON data with `orderId` and
+//! The events are a contract: fixed type names, JSON data with `orderId` and
 //! `orderStatus`, and stored events of today still load tomorrow.
 
 use domain::delivery::DeliveryEvent;

@@ -1,4 +1,4 @@
-//! The gateway (SPEC §4.6, §5): who may call what, load shedding, rate limits, circuit
+//! The gateway: who may call what, load shedding, rate limits, circuit
 //! breakers, request ids, and bad input refused before anything is forwarded.
 
 use std::time::{Duration, Instant};
