@@ -151,11 +151,20 @@ pub async fn start(settings: Settings) -> Result<RunningStore, StartError> {
             .map(|(socket, _)| LowLatency::new(socket));
         Some((accepted, listener))
     });
+    // `GET /health/live` answers 204 over HTTP/1.1 on the gRPC port, as a KurrentDB node does:
+    // container health checks and Kubernetes probes speak HTTP/1.1.
+    let routes = tonic::service::Routes::new(streams)
+        .add_service(features)
+        .into_axum_router()
+        .route(
+            "/health/live",
+            axum::routing::get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        );
     let router = tonic::transport::Server::builder()
+        .accept_http1(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .add_service(streams)
-        .add_service(features);
+        .add_routes(tonic::service::Routes::from(routes));
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stopped.await;
     }));

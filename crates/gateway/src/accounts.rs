@@ -34,25 +34,7 @@ pub struct Account {
     pub password_hash: String,
 }
 
-/// A secret that never prints.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(secret: impl Into<String>) -> Secret {
-        Secret(secret.into())
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(…)")
-    }
-}
+pub use servicekit::Secret;
 
 /// The PHC string of `password`, for configuration files (`minimall hash-password`).
 pub fn hash_password(password: &str) -> Result<String, String> {
@@ -123,7 +105,7 @@ impl Accounts {
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
-            &EncodingKey::from_secret(self.secret.bytes()),
+            &EncodingKey::from_secret(self.secret.expose().as_bytes()),
         )
         .map(|token| (token, exp))
         .map_err(|e| e.to_string())
@@ -135,7 +117,7 @@ impl Accounts {
         validation.leeway = 0;
         jsonwebtoken::decode::<Claims>(
             token,
-            &DecodingKey::from_secret(self.secret.bytes()),
+            &DecodingKey::from_secret(self.secret.expose().as_bytes()),
             &validation,
         )
         .ok()

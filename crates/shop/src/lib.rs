@@ -1,100 +1,67 @@
-//! The whole shop in one process — what `minimall up` runs and what the black-box tests start:
-//! the embedded event store (or an external one), the order, payment, inventory and delivery
-//! services, and the saga, wired to each other by URL; plus the demo catalogue.
+//! How the shop's parts are configured and started: `config` turns flags, `MINIMALL_…`
+//! variables and secret files into settings (the defaults written once), `start_part` starts any
+//! one part from them (`minimall serve <part>`), and `Shop` runs the whole shop in one process —
+//! what `minimall up` runs and what the black-box tests start: the embedded event store (or an
+//! external one), the order, payment, inventory and delivery services, the saga, the read model
+//! and the gateway, wired to each other by URL; plus the demo catalogue.
 //!
-//! It must not: hold business behaviour. It only starts, wires and stops the parts, each of
-//! which also runs alone (`minimall serve <name>`).
+//! It must not: hold business behaviour. It only configures, starts, wires and stops the parts.
+
+pub mod config;
+mod parts;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use servicekit::{Running, UpstreamSettings};
+use servicekit::{Running, Secret, UpstreamSettings};
 
-/// Where the shop's parts listen and keep their data.
+pub use parts::{start_part, GatewaySettings, PartSettings, Ports, Urls};
+
+/// Where the shop's parts listen and keep their data, and what they share.
 #[derive(Debug, Clone)]
 pub struct ShopSettings {
-    /// Data of the embedded event store.
+    /// Data of the embedded event store and the read model.
     pub data_dir: PathBuf,
     /// An external event store's connection string; `None` runs the embedded one.
     pub store_url: Option<String>,
     pub host: IpAddr,
     /// Ports of every part; 0 picks free ones.
     pub ports: Ports,
-    /// Time a customer has to pay.
-    pub due_period: Duration,
-    /// Bank account customers pay into.
-    pub account: String,
-    /// Settings of every service-to-service call (the base URL is filled in per service).
-    pub calls: UpstreamSettings,
-    /// Pause of the saga between rounds of calls to a service that is down.
-    pub saga_retry_pause: Duration,
-    /// Who may log in at the gateway.
-    pub accounts: Vec<gateway::Account>,
-    /// Signs the gateway's tokens.
-    pub token_secret: gateway::Secret,
-    /// Signs the identities the gateway and the services send each other.
-    pub identity: servicekit::IdentityKey,
-    /// The gateway's limits (the rest of its settings follow the shop's).
-    pub gateway_concurrent_requests_max: usize,
-    pub gateway_client_requests_per_s: u32,
-    pub gateway_client_burst: u32,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Ports {
-    pub store: u16,
-    pub order: u16,
-    pub payment: u16,
-    pub inventory: u16,
-    pub delivery: u16,
-    pub saga: u16,
-    pub order_status: u16,
-    pub gateway: u16,
-}
-
-impl Ports {
-    pub const DEFAULT: Ports = Ports {
-        store: 2113,
-        order: 8081,
-        payment: 8082,
-        inventory: 8083,
-        delivery: 8084,
-        saga: 8085,
-        order_status: 8086,
-        gateway: 8080,
-    };
-    pub const ANY: Ports = Ports {
-        store: 0,
-        order: 0,
-        payment: 0,
-        inventory: 0,
-        delivery: 0,
-        saga: 0,
-        order_status: 0,
-        gateway: 0,
-    };
+    /// What every part is started with; its store URL, service URLs and read-model file are
+    /// filled in by the shop from the fields above.
+    pub parts: PartSettings,
 }
 
 impl ShopSettings {
     pub fn new(data_dir: impl Into<PathBuf>, ports: Ports) -> ShopSettings {
+        let data_dir = data_dir.into();
         ShopSettings {
-            data_dir: data_dir.into(),
             store_url: None,
             host: IpAddr::from([127, 0, 0, 1]),
             ports,
-            due_period: Duration::from_secs(7 * 24 * 3600),
-            account: "DE02 1203 0000 0000 2020 51 (minimall demo)".to_string(),
-            calls: UpstreamSettings::new(""),
-            saga_retry_pause: Duration::from_millis(500),
-            accounts: demo_accounts(),
-            // A fresh secret per start unless one is configured: tokens then end with the run.
-            token_secret: gateway::Secret::new(uuid_like_secret()),
-            identity: servicekit::IdentityKey::new(uuid_like_secret().as_bytes()),
-            gateway_concurrent_requests_max: 256,
-            gateway_client_requests_per_s: 50,
-            gateway_client_burst: 100,
+            parts: PartSettings {
+                store_url: config::STORE_URL.to_string(),
+                urls: Urls::local(),
+                // A fresh secret per start unless one is configured: tokens then end with the
+                // run.
+                identity: servicekit::IdentityKey::new(Secret::random().expose().as_bytes()),
+                calls: UpstreamSettings::new(""),
+                saga_retry_pause: Duration::from_millis(500),
+                due_period: Duration::from_secs(config::DUE_PERIOD_S),
+                account: config::BANK_ACCOUNT.to_string(),
+                order_status_database: data_dir.join(config::ORDER_STATUS_FILE),
+                demo_catalogue: false,
+                gateway: GatewaySettings {
+                    accounts: demo_accounts(),
+                    token_secret: Secret::random(),
+                    concurrent_requests_max: 256,
+                    client_requests_per_s: 50,
+                    client_burst: 100,
+                },
+            },
+            data_dir,
         }
     }
 }
@@ -159,7 +126,7 @@ impl Shop {
             None => {
                 let store = estore::start(estore::Settings {
                     listen: SocketAddr::new(settings.host, settings.ports.store),
-                    data_dir: settings.data_dir.join("estore"),
+                    data_dir: settings.data_dir.join(config::ESTORE_DIR),
                     limits: estore::Limits::default(),
                 })
                 .await
@@ -204,17 +171,26 @@ impl Shop {
     /// The key the shop's parts sign identities with (for callers that talk to services
     /// directly: the shop's own tools and tests).
     pub fn identity(&self) -> &servicekit::IdentityKey {
-        &self.settings.identity
+        &self.settings.parts.identity
     }
 
     pub fn url(&self, service: Service) -> String {
         format!("http://{}", self.addrs[index(service)])
     }
 
-    fn calls_to(&self, service: Service) -> UpstreamSettings {
-        UpstreamSettings {
-            base_url: self.url(service),
-            ..self.settings.calls.clone()
+    /// The parts' settings, wired to where the store and each service are now.
+    fn part_settings(&self) -> PartSettings {
+        PartSettings {
+            store_url: self.store_url.clone(),
+            urls: Urls {
+                order: self.url(Service::Order),
+                payment: self.url(Service::Payment),
+                inventory: self.url(Service::Inventory),
+                delivery: self.url(Service::Delivery),
+                order_status: self.url(Service::OrderStatus),
+            },
+            order_status_database: self.settings.data_dir.join(config::ORDER_STATUS_FILE),
+            ..self.settings.parts.clone()
         }
     }
 
@@ -236,89 +212,7 @@ impl Shop {
             return Ok(());
         }
         let listen = self.addrs[index(service)];
-        let store_url = self.store_url.clone();
-        let identity = self.settings.identity.clone();
-        let running = match service {
-            Service::Order => {
-                order::build(order::Settings {
-                    listen,
-                    store_url,
-                    identity,
-                    payment: self.calls_to(Service::Payment),
-                })
-                .await?
-            }
-            Service::Payment => {
-                payment::build(payment::Settings {
-                    listen,
-                    store_url,
-                    identity,
-                    account: self.settings.account.clone(),
-                    due_period: self.settings.due_period,
-                })
-                .await?
-            }
-            Service::Inventory => {
-                inventory::build(inventory::Settings {
-                    listen,
-                    store_url,
-                    identity,
-                })
-                .await?
-            }
-            Service::Delivery => {
-                delivery::build(delivery::Settings {
-                    listen,
-                    store_url,
-                    identity,
-                })
-                .await?
-            }
-            Service::Gateway => {
-                let pool = |service| gateway::PoolSettings {
-                    replicas: vec![self.url(service)],
-                    timeout_ms: self.settings.calls.timeout_ms,
-                    breaker_failures_max: self.settings.calls.breaker_failures_max,
-                    breaker_open_s: self.settings.calls.breaker_open_s,
-                };
-                gateway::build(gateway::Settings {
-                    order: pool(Service::Order),
-                    payment: pool(Service::Payment),
-                    inventory: pool(Service::Inventory),
-                    order_status: pool(Service::OrderStatus),
-                    concurrent_requests_max: self.settings.gateway_concurrent_requests_max,
-                    client_requests_per_s: self.settings.gateway_client_requests_per_s,
-                    client_burst: self.settings.gateway_client_burst,
-                    ..gateway::Settings::local(
-                        listen,
-                        self.settings.accounts.clone(),
-                        self.settings.token_secret.clone(),
-                        identity,
-                    )
-                })
-                .await?
-            }
-            Service::OrderStatus => {
-                order_status::build(order_status::Settings {
-                    listen,
-                    store_url,
-                    identity,
-                    database: self.settings.data_dir.join("order-status.sqlite"),
-                })
-                .await?
-            }
-            Service::Saga => {
-                saga::build(saga::Settings {
-                    order: self.calls_to(Service::Order),
-                    payment: self.calls_to(Service::Payment),
-                    inventory: self.calls_to(Service::Inventory),
-                    delivery: self.calls_to(Service::Delivery),
-                    retry_pause: self.settings.saga_retry_pause,
-                    ..saga::Settings::local(listen, store_url, identity)
-                })
-                .await?
-            }
-        };
+        let running = start_part(service, listen, &self.part_settings()).await?;
         self.addrs[index(service)] = running.local_addr();
         *self.slot(service) = Some(running);
         Ok(())
@@ -376,15 +270,6 @@ pub fn demo_accounts() -> Vec<gateway::Account> {
         password_hash: hash.to_string(),
     })
     .collect()
-}
-
-/// 256 random bits, as text.
-fn uuid_like_secret() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
 }
 
 /// The demo catalogue: fixed ids, so seeding again registers nothing twice.

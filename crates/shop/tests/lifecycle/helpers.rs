@@ -33,13 +33,13 @@ pub async fn spawn_shop_with(configure: impl FnOnce(&mut ShopSettings)) -> TestS
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ShopSettings::new(dir.path(), Ports::ANY);
     // Fast failure detection, so tests about services being down run in seconds.
-    settings.calls.timeout_ms = 1_000;
-    settings.calls.attempts_max = 2;
-    settings.calls.backoff_ms = 20;
-    settings.calls.breaker_failures_max = 3;
-    settings.calls.breaker_open_s = 2;
-    settings.calls.breaker_open_s_max = 2;
-    settings.saga_retry_pause = Duration::from_millis(100);
+    settings.parts.calls.timeout_ms = 1_000;
+    settings.parts.calls.attempts_max = 2;
+    settings.parts.calls.backoff_ms = 20;
+    settings.parts.calls.breaker_failures_max = 3;
+    settings.parts.calls.breaker_open_s = 2;
+    settings.parts.calls.breaker_open_s_max = 2;
+    settings.parts.saga_retry_pause = Duration::from_millis(100);
     configure(&mut settings);
     let shop = Shop::start(settings).await.unwrap();
     let store = eventstore::Client::new(shop.store_url().parse().unwrap()).unwrap();

@@ -54,7 +54,7 @@ async fn receipt_before_shipping_is_refused_and_after_it_closes_the_order() {
 /// Test 11.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_overdue_deposit_cancels_the_order() {
-    let t = spawn_shop_with(|s| s.due_period = Duration::from_secs(1)).await;
+    let t = spawn_shop_with(|s| s.parts.due_period = Duration::from_secs(1)).await;
     let product = t.product("Green tea", 1250, 10).await;
     let order = t.place("alice", &product, 1).await;
 

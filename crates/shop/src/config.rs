@@ -1,0 +1,513 @@
+//! The shop's configuration, 12-factor: every option is a flag or a `MINIMALL_…` environment
+//! variable, every secret can also come from a file (`…_FILE`, how Docker and Kubernetes secrets
+//! arrive), and the defaults are written here once for `up`, `serve` and `estore`.
+//!
+//! It must not: start anything. It turns what the command line and the environment say into
+//! the settings the parts start with.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use servicekit::{IdentityKey, Secret};
+
+use crate::{PartSettings, Ports, Service, ShopSettings, Urls};
+
+/// The embedded store at its default address.
+pub const STORE_URL: &str = "esdb://127.0.0.1:2113?tls=false&discoveryInterval=0";
+/// Where `minimall up` keeps its data, and the names inside it.
+pub const DATA_DIR: &str = "./data";
+pub const ESTORE_DIR: &str = "estore";
+pub const ORDER_STATUS_FILE: &str = "order-status.sqlite";
+/// Time a customer has to pay, in seconds: a week.
+pub const DUE_PERIOD_S: u64 = 7 * 24 * 3600;
+/// The bank account customers pay into.
+pub const BANK_ACCOUNT: &str = "DE02 1203 0000 0000 2020 51 (minimall demo)";
+/// Longest secret file read, in bytes: a key or an accounts file, not a disk image.
+pub const SECRET_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {what} from {path}: {source}")]
+    SecretFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} in {path} is larger than {SECRET_FILE_BYTES_MAX} bytes")]
+    SecretFileTooLarge { what: &'static str, path: PathBuf },
+    #[error("{what} is empty")]
+    EmptySecret { what: &'static str },
+    #[error("the accounts ({from}) are not a JSON list of {{name, role, passwordHash}}: {source}")]
+    Accounts {
+        from: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "services need the identity secret the shop's parts share: --identity-secret \
+         (MINIMALL_IDENTITY_SECRET) or --identity-secret-file (MINIMALL_IDENTITY_SECRET_FILE)"
+    )]
+    MissingIdentitySecret,
+    #[error(
+        "the gateway needs the secret its tokens are signed with: --token-secret \
+         (MINIMALL_TOKEN_SECRET) or --token-secret-file (MINIMALL_TOKEN_SECRET_FILE)"
+    )]
+    MissingTokenSecret,
+}
+
+/// A secret's text from a file: one trailing line break (as `echo` and editors leave) is not
+/// part of it.
+fn read_secret_file(what: &'static str, path: &Path) -> Result<Secret, ConfigError> {
+    let failed = |source| ConfigError::SecretFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(failed)?.len();
+    if size > SECRET_FILE_BYTES_MAX {
+        return Err(ConfigError::SecretFileTooLarge {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(failed)?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    non_empty(what, Secret::new(text))
+}
+
+fn non_empty(what: &'static str, secret: Secret) -> Result<Secret, ConfigError> {
+    if secret.expose().is_empty() {
+        return Err(ConfigError::EmptySecret { what });
+    }
+    Ok(secret)
+}
+
+/// The value given directly, or read from the file given instead.
+fn secret(
+    what: &'static str,
+    value: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (value, file) {
+        (Some(value), _) => non_empty(what, value.clone()).map(Some),
+        (None, Some(path)) => read_secret_file(what, path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The secret the gateway and the services sign callers' identities with.
+#[derive(Args, Debug, Clone)]
+pub struct IdentityArgs {
+    /// The secret the shop's parts sign callers' identities with (the same for all parts).
+    #[arg(
+        long,
+        global = true,
+        env = "MINIMALL_IDENTITY_SECRET",
+        hide_env_values = true,
+        conflicts_with = "identity_secret_file"
+    )]
+    pub identity_secret: Option<Secret>,
+    /// A file holding the identity secret.
+    #[arg(long, global = true, env = "MINIMALL_IDENTITY_SECRET_FILE")]
+    pub identity_secret_file: Option<PathBuf>,
+}
+
+impl IdentityArgs {
+    pub fn key(&self) -> Result<Option<IdentityKey>, ConfigError> {
+        let secret = secret(
+            "the identity secret",
+            &self.identity_secret,
+            &self.identity_secret_file,
+        )?;
+        Ok(secret.map(|secret| IdentityKey::new(secret.expose().as_bytes())))
+    }
+}
+
+/// The secret the gateway signs its tokens with.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Secret signing the gateway's tokens.
+    #[arg(
+        long,
+        env = "MINIMALL_TOKEN_SECRET",
+        hide_env_values = true,
+        conflicts_with = "token_secret_file"
+    )]
+    pub token_secret: Option<Secret>,
+    /// A file holding the token secret.
+    #[arg(long, env = "MINIMALL_TOKEN_SECRET_FILE")]
+    pub token_secret_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    pub fn secret(&self) -> Result<Option<Secret>, ConfigError> {
+        secret(
+            "the token secret",
+            &self.token_secret,
+            &self.token_secret_file,
+        )
+    }
+}
+
+/// Who may log in at the gateway.
+#[derive(Args, Debug, Clone)]
+pub struct AccountsArgs {
+    /// The accounts as JSON: `[{"name", "role": "customer"|"seller", "passwordHash"}]`, hashes
+    /// from `minimall hash-password`; the demo accounts if neither this nor a file is given.
+    #[arg(
+        long,
+        env = "MINIMALL_ACCOUNTS",
+        hide_env_values = true,
+        conflicts_with = "accounts_file"
+    )]
+    pub accounts: Option<Secret>,
+    /// A file holding the accounts' JSON.
+    #[arg(long, env = "MINIMALL_ACCOUNTS_FILE")]
+    pub accounts_file: Option<PathBuf>,
+}
+
+impl AccountsArgs {
+    pub fn accounts(&self) -> Result<Vec<gateway::Account>, ConfigError> {
+        let Some(text) = secret("the accounts", &self.accounts, &self.accounts_file)? else {
+            return Ok(crate::demo_accounts());
+        };
+        let from = match &self.accounts_file {
+            Some(path) if self.accounts.is_none() => path.display().to_string(),
+            _ => "MINIMALL_ACCOUNTS".to_string(),
+        };
+        serde_json::from_str(text.expose()).map_err(|source| ConfigError::Accounts { from, source })
+    }
+}
+
+/// Where the services the parts call are.
+#[derive(Args, Debug, Clone)]
+pub struct UrlArgs {
+    /// The order service (the gateway takes comma-separated replicas for each service).
+    #[arg(long, env = "MINIMALL_ORDER_URL", default_value_t = Urls::local().order)]
+    pub order_url: String,
+    #[arg(long, env = "MINIMALL_PAYMENT_URL", default_value_t = Urls::local().payment)]
+    pub payment_url: String,
+    #[arg(long, env = "MINIMALL_INVENTORY_URL", default_value_t = Urls::local().inventory)]
+    pub inventory_url: String,
+    #[arg(long, env = "MINIMALL_DELIVERY_URL", default_value_t = Urls::local().delivery)]
+    pub delivery_url: String,
+    #[arg(long, env = "MINIMALL_ORDER_STATUS_URL", default_value_t = Urls::local().order_status)]
+    pub order_status_url: String,
+}
+
+impl UrlArgs {
+    fn urls(&self) -> Urls {
+        Urls {
+            order: self.order_url.clone(),
+            payment: self.payment_url.clone(),
+            inventory: self.inventory_url.clone(),
+            delivery: self.delivery_url.clone(),
+            order_status: self.order_status_url.clone(),
+        }
+    }
+}
+
+/// How customers pay.
+#[derive(Args, Debug, Clone)]
+pub struct PaymentArgs {
+    /// The bank account customers pay into, as shown to them.
+    #[arg(long, env = "MINIMALL_ACCOUNT", default_value = BANK_ACCOUNT)]
+    pub account: String,
+    /// Seconds a customer has to pay after ordering.
+    #[arg(long, env = "MINIMALL_DUE_PERIOD_S", default_value_t = DUE_PERIOD_S)]
+    pub due_period_s: u64,
+}
+
+/// `minimall up`: the whole shop in one process.
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Directory holding the shop's data.
+    #[arg(long, env = "MINIMALL_DATA_DIR", default_value = DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Use this event store instead of the embedded one (an esdb:// connection string).
+    #[arg(long, env = "MINIMALL_STORE_URL")]
+    pub store_url: Option<String>,
+    #[command(flatten)]
+    pub payment: PaymentArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
+    /// Let every part pick a free port instead of the defaults (the printed list says which):
+    /// for tests and for running a second shop beside the first.
+    #[arg(long)]
+    pub any_port: bool,
+}
+
+impl UpArgs {
+    /// The shop's settings; secrets not given are fresh ones, valid for this run.
+    pub fn settings(&self) -> Result<ShopSettings, ConfigError> {
+        let ports = if self.any_port {
+            Ports::ANY
+        } else {
+            Ports::DEFAULT
+        };
+        let mut settings = ShopSettings::new(&self.data_dir, ports);
+        settings.store_url = self.store_url.clone();
+        let parts = &mut settings.parts;
+        parts.demo_catalogue = true;
+        parts.account = self.payment.account.clone();
+        parts.due_period = Duration::from_secs(self.payment.due_period_s);
+        parts.gateway.accounts = self.accounts.accounts()?;
+        if let Some(secret) = self.token.secret()? {
+            parts.gateway.token_secret = secret;
+        }
+        if let Some(key) = self.identity.key()? {
+            parts.identity = key;
+        }
+        Ok(settings)
+    }
+}
+
+/// `minimall serve <part>`: one part on its own.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (the part's default port on 127.0.0.1 if not given).
+    #[arg(long, global = true, env = "MINIMALL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// The event store's connection string.
+    #[arg(long, global = true, env = "MINIMALL_STORE_URL", default_value = STORE_URL)]
+    pub store_url: String,
+}
+
+/// The part `minimall serve` runs, with the options only it has.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Part {
+    /// Orders: place, cancel, confirm receipt (port 8081).
+    Order {
+        /// The payment service, asked whether a customer's cancel may go ahead.
+        #[arg(long, env = "MINIMALL_PAYMENT_URL", default_value_t = Urls::local().payment)]
+        payment_url: String,
+    },
+    /// Payments by bank transfer (port 8082).
+    Payment(PaymentArgs),
+    /// Catalogue and stock (port 8083).
+    Inventory {
+        /// Register the demo catalogue on start (fixed ids: never twice).
+        #[arg(long, env = "MINIMALL_DEMO_CATALOGUE")]
+        demo_catalogue: bool,
+    },
+    /// Deliveries (port 8084).
+    Delivery,
+    /// The order process manager (status on port 8085).
+    Saga(UrlArgs),
+    /// The order-status read model and its queries (port 8086).
+    OrderStatus {
+        /// The read model's SQLite file.
+        #[arg(
+            long,
+            env = "MINIMALL_ORDER_STATUS_DB",
+            default_value_os_t = Path::new(DATA_DIR).join(ORDER_STATUS_FILE)
+        )]
+        database: PathBuf,
+    },
+    /// The single entry point: web UI, authentication, routing, load shedding (port 8080).
+    Gateway {
+        #[command(flatten)]
+        urls: UrlArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+        #[command(flatten)]
+        accounts: AccountsArgs,
+    },
+}
+
+impl Part {
+    pub fn service(&self) -> Service {
+        match self {
+            Part::Order { .. } => Service::Order,
+            Part::Payment(_) => Service::Payment,
+            Part::Inventory { .. } => Service::Inventory,
+            Part::Delivery => Service::Delivery,
+            Part::Saga(_) => Service::Saga,
+            Part::OrderStatus { .. } => Service::OrderStatus,
+            Part::Gateway { .. } => Service::Gateway,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Where `part` listens and what it starts with.
+    pub fn settings(&self, part: &Part) -> Result<(SocketAddr, PartSettings), ConfigError> {
+        let service = part.service();
+        let listen = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], Ports::DEFAULT.of(service))));
+        let identity = self
+            .identity
+            .key()?
+            .ok_or(ConfigError::MissingIdentitySecret)?;
+        let mut parts = ShopSettings::new(DATA_DIR, Ports::DEFAULT).parts;
+        parts.store_url = self.store_url.clone();
+        parts.identity = identity;
+        match part {
+            Part::Order { payment_url } => parts.urls.payment = payment_url.clone(),
+            Part::Payment(payment) => {
+                parts.account = payment.account.clone();
+                parts.due_period = Duration::from_secs(payment.due_period_s);
+            }
+            Part::Inventory { demo_catalogue } => parts.demo_catalogue = *demo_catalogue,
+            Part::Delivery => {}
+            Part::Saga(urls) => parts.urls = urls.urls(),
+            Part::OrderStatus { database } => parts.order_status_database = database.clone(),
+            Part::Gateway {
+                urls,
+                token,
+                accounts,
+            } => {
+                parts.urls = urls.urls();
+                parts.gateway.token_secret =
+                    token.secret()?.ok_or(ConfigError::MissingTokenSecret)?;
+                parts.gateway.accounts = accounts.accounts()?;
+            }
+        }
+        Ok((listen, parts))
+    }
+}
+
+/// `minimall estore`: the embedded event store on its own.
+#[derive(Args, Debug, Clone)]
+pub struct EstoreArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "MINIMALL_ESTORE_LISTEN",
+        default_value_t = SocketAddr::from(([127, 0, 0, 1], Ports::DEFAULT.store))
+    )]
+    pub listen: SocketAddr,
+    /// Directory holding the event log.
+    #[arg(
+        long,
+        env = "MINIMALL_ESTORE_DATA_DIR",
+        default_value_os_t = Path::new(DATA_DIR).join(ESTORE_DIR)
+    )]
+    pub data_dir: PathBuf,
+}
+
+impl EstoreArgs {
+    pub fn settings(&self) -> estore::Settings {
+        estore::Settings {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            limits: estore::Limits::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(subcommand)]
+        part: Part,
+    }
+
+    fn serve(args: &[&str]) -> Result<(SocketAddr, PartSettings), String> {
+        let cli = Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.serve.settings(&cli.part).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_secret_comes_from_a_file_without_its_line_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("identity");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let key = IdentityArgs {
+            identity_secret: None,
+            identity_secret_file: Some(file),
+        }
+        .key()
+        .unwrap()
+        .unwrap();
+        let direct = IdentityKey::new(b"s3cret");
+        assert!(direct.verify("customer:alice", &key.prove("customer:alice")));
+    }
+
+    #[test]
+    fn a_missing_or_empty_secret_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none");
+        let error =
+            serve(&["--identity-secret-file", missing.to_str().unwrap(), "order"]).unwrap_err();
+        assert!(
+            error.contains("reading the identity secret from"),
+            "{error}"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let error =
+            serve(&["--identity-secret-file", empty.to_str().unwrap(), "order"]).unwrap_err();
+        assert_eq!(error, "the identity secret is empty");
+    }
+
+    #[test]
+    fn a_service_without_the_identity_secret_does_not_start() {
+        let error = serve(&["order"]).unwrap_err();
+        assert!(error.contains("--identity-secret"), "{error}");
+    }
+
+    #[test]
+    fn a_part_listens_at_its_default_port_unless_told() {
+        let (listen, _) = serve(&["--identity-secret", "x", "payment"]).unwrap();
+        assert_eq!(listen.to_string(), "127.0.0.1:8082");
+        let (listen, settings) = serve(&[
+            "--identity-secret",
+            "x",
+            "payment",
+            "--listen",
+            "0.0.0.0:9000",
+            "--due-period-s",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(settings.due_period, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_gateway_reads_its_accounts_from_a_file_and_refuses_bad_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("accounts.json");
+        let accounts = serde_json::to_string(&crate::demo_accounts()[..1]).unwrap();
+        std::fs::write(&file, accounts).unwrap();
+        let gateway = |file: &Path| {
+            serve(&[
+                "--identity-secret",
+                "x",
+                "gateway",
+                "--token-secret",
+                "t",
+                "--accounts-file",
+                file.to_str().unwrap(),
+            ])
+        };
+        let (_, settings) = gateway(&file).unwrap();
+        assert_eq!(settings.gateway.accounts.len(), 1);
+        std::fs::write(&file, "{not json").unwrap();
+        let error = gateway(&file).unwrap_err();
+        assert!(error.contains("are not a JSON list"), "{error}");
+    }
+
+    #[test]
+    fn the_gateway_needs_its_token_secret() {
+        let error = serve(&["--identity-secret", "x", "gateway"]).unwrap_err();
+        assert!(error.contains("--token-secret"), "{error}");
+    }
+}
