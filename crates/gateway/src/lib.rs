@@ -46,6 +46,14 @@ pub struct Settings {
     pub client_burst: u32,
     /// Seconds a shed request is told to wait.
     pub retry_after_s: u64,
+    /// Password checks at once: each holds its hash's memory (argon2id, 19 MiB) while it runs,
+    /// so this bounds the gateway's memory under a burst of logins.
+    pub password_checks_max: usize,
+    /// Longest a login waits for a free password check before 503, in milliseconds.
+    pub password_check_wait_ms: u64,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are trusted (0: none,
+    /// anonymous clients are told apart by the connecting address; 1 behind an Ingress).
+    pub trusted_proxies: usize,
 }
 
 impl Settings {
@@ -77,6 +85,9 @@ impl Settings {
             client_requests_per_s: 50,
             client_burst: 100,
             retry_after_s: 1,
+            password_checks_max: 4,
+            password_check_wait_ms: 2_000,
+            trusted_proxies: 0,
         }
     }
 }
@@ -105,6 +116,9 @@ pub(crate) struct Gateway {
     rate: DefaultKeyedRateLimiter<String>,
     retry_after_s: u64,
     identity: servicekit::IdentityKey,
+    password_checks: Arc<Semaphore>,
+    password_check_wait: Duration,
+    trusted_proxies: usize,
 }
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
@@ -124,6 +138,9 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         rate: RateLimiter::keyed(Quota::per_second(per_s).allow_burst(burst)),
         retry_after_s: settings.retry_after_s,
         identity: settings.identity.clone(),
+        password_checks: Arc::new(Semaphore::new(settings.password_checks_max.max(1))),
+        password_check_wait: Duration::from_millis(settings.password_check_wait_ms),
+        trusted_proxies: settings.trusted_proxies,
     });
     let routes = routes::router(Arc::clone(&gateway), settings.concurrent_requests_max);
     let mut running = servicekit::serve(

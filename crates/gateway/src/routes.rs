@@ -142,12 +142,7 @@ async fn rate_limit(State(gateway): State<Shared>, mut request: Request, next: N
         .and_then(Option::as_ref)
         .map(Claims::actor);
     request.extensions_mut().insert(Checked(checked));
-    let key = account.unwrap_or_else(|| {
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or("unknown".to_string(), |c| c.0.ip().to_string())
-    });
+    let key = account.unwrap_or_else(|| client_address(&request, gateway.trusted_proxies));
     if gateway.rate.check_key(&key).is_err() {
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -159,6 +154,32 @@ async fn rate_limit(State(gateway): State<Shared>, mut request: Request, next: N
         return problem.into_response();
     }
     next.run(request).await
+}
+
+/// The anonymous client's address: the peer's, or behind `trusted_proxies` proxies (an
+/// Ingress, a load balancer) the address the outermost of them saw, which is that many entries
+/// from the end of `X-Forwarded-For` (entries before it are the client's own say, not trusted).
+fn client_address(request: &Request, trusted_proxies: usize) -> String {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or("unknown".to_string(), |c| c.0.ip().to_string());
+    if trusted_proxies == 0 {
+        return peer;
+    }
+    let forwarded: Vec<&str> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    forwarded
+        .len()
+        .checked_sub(trusted_proxies)
+        .and_then(|at| forwarded[at].parse::<std::net::IpAddr>().ok())
+        .map_or(peer, |address| address.to_string())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -371,10 +392,23 @@ async fn login(
         .ok_or_else(|| Problem::invalid("name and password are required"))?;
     let login: Login =
         serde_json::from_slice(&body).map_err(|e| Problem::invalid(e.to_string()))?;
-    // Hash checks are deliberately slow: off the async threads.
+    // Hash checks are deliberately slow and large: a bounded number at once, off the async
+    // threads.
+    let permit = tokio::time::timeout(
+        gateway.password_check_wait,
+        Arc::clone(&gateway.password_checks).acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(permit)) = permit else {
+        return Err(Problem::unavailable(
+            "too many logins at once; retry shortly",
+            gateway.retry_after_s,
+        ));
+    };
     let checked = {
         let gateway = Arc::clone(&gateway);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let account = gateway
                 .accounts
                 .verify(&login.name, &login.password)?

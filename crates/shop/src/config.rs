@@ -181,32 +181,44 @@ impl AccountsArgs {
     }
 }
 
-/// Where the services the parts call are.
+/// The event store the part writes to or follows.
 #[derive(Args, Debug, Clone)]
-pub struct UrlArgs {
-    /// The order service (the gateway takes comma-separated replicas for each service).
-    #[arg(long, env = "MINIMALL_ORDER_URL", default_value_t = Urls::local().order)]
-    pub order_url: String,
-    #[arg(long, env = "MINIMALL_PAYMENT_URL", default_value_t = Urls::local().payment)]
-    pub payment_url: String,
-    #[arg(long, env = "MINIMALL_INVENTORY_URL", default_value_t = Urls::local().inventory)]
-    pub inventory_url: String,
-    #[arg(long, env = "MINIMALL_DELIVERY_URL", default_value_t = Urls::local().delivery)]
-    pub delivery_url: String,
-    #[arg(long, env = "MINIMALL_ORDER_STATUS_URL", default_value_t = Urls::local().order_status)]
-    pub order_status_url: String,
+pub struct StoreArgs {
+    /// The event store's connection string.
+    #[arg(long, env = "MINIMALL_STORE_URL", default_value = STORE_URL)]
+    pub store_url: String,
 }
 
-impl UrlArgs {
-    fn urls(&self) -> Urls {
-        Urls {
-            order: self.order_url.clone(),
-            payment: self.payment_url.clone(),
-            inventory: self.inventory_url.clone(),
-            delivery: self.delivery_url.clone(),
-            order_status: self.order_status_url.clone(),
-        }
-    }
+/// The order service, for the parts that call it (the gateway takes comma-separated replicas
+/// for each service it calls).
+#[derive(Args, Debug, Clone)]
+pub struct OrderUrl {
+    #[arg(long, env = "MINIMALL_ORDER_URL", default_value_t = Urls::local().order)]
+    pub order_url: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PaymentUrl {
+    #[arg(long, env = "MINIMALL_PAYMENT_URL", default_value_t = Urls::local().payment)]
+    pub payment_url: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InventoryUrl {
+    #[arg(long, env = "MINIMALL_INVENTORY_URL", default_value_t = Urls::local().inventory)]
+    pub inventory_url: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeliveryUrl {
+    #[arg(long, env = "MINIMALL_DELIVERY_URL", default_value_t = Urls::local().delivery)]
+    pub delivery_url: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OrderStatusUrl {
+    #[arg(long, env = "MINIMALL_ORDER_STATUS_URL", default_value_t = Urls::local().order_status)]
+    pub order_status_url: String,
 }
 
 /// How customers pay.
@@ -276,34 +288,57 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub identity: IdentityArgs,
-    /// The event store's connection string.
-    #[arg(long, global = true, env = "MINIMALL_STORE_URL", default_value = STORE_URL)]
-    pub store_url: String,
 }
 
-/// The part `minimall serve` runs, with the options only it has.
+/// The part `minimall serve` runs, with exactly the options it uses (an option a part would
+/// ignore is refused, so a deployment cannot set one by mistake).
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum Part {
     /// Orders: place, cancel, confirm receipt (port 8081).
     Order {
-        /// The payment service, asked whether a customer's cancel may go ahead.
-        #[arg(long, env = "MINIMALL_PAYMENT_URL", default_value_t = Urls::local().payment)]
-        payment_url: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Asked whether a customer's cancel may go ahead.
+        #[command(flatten)]
+        payment: PaymentUrl,
     },
     /// Payments by bank transfer (port 8082).
-    Payment(PaymentArgs),
+    Payment {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        payment: PaymentArgs,
+    },
     /// Catalogue and stock (port 8083).
     Inventory {
+        #[command(flatten)]
+        store: StoreArgs,
         /// Register the demo catalogue on start (fixed ids: never twice).
         #[arg(long, env = "MINIMALL_DEMO_CATALOGUE")]
         demo_catalogue: bool,
     },
     /// Deliveries (port 8084).
-    Delivery,
+    Delivery {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// The order process manager (status on port 8085).
-    Saga(UrlArgs),
+    Saga {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        order: OrderUrl,
+        #[command(flatten)]
+        payment: PaymentUrl,
+        #[command(flatten)]
+        inventory: InventoryUrl,
+        #[command(flatten)]
+        delivery: DeliveryUrl,
+    },
     /// The order-status read model and its queries (port 8086).
     OrderStatus {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The read model's SQLite file.
         #[arg(
             long,
@@ -315,11 +350,21 @@ pub enum Part {
     /// The single entry point: web UI, authentication, routing, load shedding (port 8080).
     Gateway {
         #[command(flatten)]
-        urls: UrlArgs,
+        order: OrderUrl,
+        #[command(flatten)]
+        payment: PaymentUrl,
+        #[command(flatten)]
+        inventory: InventoryUrl,
+        #[command(flatten)]
+        order_status: OrderStatusUrl,
         #[command(flatten)]
         token: TokenArgs,
         #[command(flatten)]
         accounts: AccountsArgs,
+        /// Proxies in front of the gateway (an Ingress: 1) whose X-Forwarded-For entries are
+        /// trusted to tell anonymous clients apart for the rate limit; 0 trusts none.
+        #[arg(long, env = "MINIMALL_TRUSTED_PROXIES", default_value_t = 0)]
+        trusted_proxies: usize,
     },
 }
 
@@ -327,12 +372,25 @@ impl Part {
     pub fn service(&self) -> Service {
         match self {
             Part::Order { .. } => Service::Order,
-            Part::Payment(_) => Service::Payment,
+            Part::Payment { .. } => Service::Payment,
             Part::Inventory { .. } => Service::Inventory,
-            Part::Delivery => Service::Delivery,
-            Part::Saga(_) => Service::Saga,
+            Part::Delivery { .. } => Service::Delivery,
+            Part::Saga { .. } => Service::Saga,
             Part::OrderStatus { .. } => Service::OrderStatus,
             Part::Gateway { .. } => Service::Gateway,
+        }
+    }
+
+    /// The store the part uses; `None` for the gateway, which uses none.
+    fn store(&self) -> Option<&StoreArgs> {
+        match self {
+            Part::Order { store, .. }
+            | Part::Payment { store, .. }
+            | Part::Inventory { store, .. }
+            | Part::Delivery { store }
+            | Part::Saga { store, .. }
+            | Part::OrderStatus { store, .. } => Some(store),
+            Part::Gateway { .. } => None,
         }
     }
 }
@@ -349,24 +407,46 @@ impl ServeArgs {
             .key()?
             .ok_or(ConfigError::MissingIdentitySecret)?;
         let mut parts = ShopSettings::new(DATA_DIR, Ports::DEFAULT).parts;
-        parts.store_url = self.store_url.clone();
         parts.identity = identity;
+        if let Some(store) = part.store() {
+            parts.store_url = store.store_url.clone();
+        }
+        let urls = &mut parts.urls;
         match part {
-            Part::Order { payment_url } => parts.urls.payment = payment_url.clone(),
-            Part::Payment(payment) => {
+            Part::Order { payment, .. } => urls.payment = payment.payment_url.clone(),
+            Part::Payment { payment, .. } => {
                 parts.account = payment.account.clone();
                 parts.due_period = Duration::from_secs(payment.due_period_s);
             }
-            Part::Inventory { demo_catalogue } => parts.demo_catalogue = *demo_catalogue,
-            Part::Delivery => {}
-            Part::Saga(urls) => parts.urls = urls.urls(),
-            Part::OrderStatus { database } => parts.order_status_database = database.clone(),
+            Part::Inventory { demo_catalogue, .. } => parts.demo_catalogue = *demo_catalogue,
+            Part::Delivery { .. } => {}
+            Part::Saga {
+                order,
+                payment,
+                inventory,
+                delivery,
+                ..
+            } => {
+                urls.order = order.order_url.clone();
+                urls.payment = payment.payment_url.clone();
+                urls.inventory = inventory.inventory_url.clone();
+                urls.delivery = delivery.delivery_url.clone();
+            }
+            Part::OrderStatus { database, .. } => parts.order_status_database = database.clone(),
             Part::Gateway {
-                urls,
+                order,
+                payment,
+                inventory,
+                order_status,
                 token,
                 accounts,
+                trusted_proxies,
             } => {
-                parts.urls = urls.urls();
+                parts.gateway.trusted_proxies = *trusted_proxies;
+                urls.order = order.order_url.clone();
+                urls.payment = payment.payment_url.clone();
+                urls.inventory = inventory.inventory_url.clone();
+                urls.order_status = order_status.order_status_url.clone();
                 parts.gateway.token_secret =
                     token.secret()?.ok_or(ConfigError::MissingTokenSecret)?;
                 parts.gateway.accounts = accounts.accounts()?;
@@ -503,6 +583,23 @@ mod tests {
         std::fs::write(&file, "{not json").unwrap();
         let error = gateway(&file).unwrap_err();
         assert!(error.contains("are not a JSON list"), "{error}");
+    }
+
+    #[test]
+    fn a_part_refuses_an_option_it_would_ignore() {
+        let gateway = ["--identity-secret", "x", "gateway", "--token-secret", "t"];
+        let error =
+            serve(&[&gateway[..], &["--store-url", "esdb://elsewhere:2113"]].concat()).unwrap_err();
+        assert!(error.contains("--store-url"), "{error}");
+        let error = serve(&[
+            "--identity-secret",
+            "x",
+            "saga",
+            "--order-status-url",
+            "http://x",
+        ])
+        .unwrap_err();
+        assert!(error.contains("--order-status-url"), "{error}");
     }
 
     #[test]

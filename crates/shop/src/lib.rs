@@ -59,6 +59,7 @@ impl ShopSettings {
                     concurrent_requests_max: 256,
                     client_requests_per_s: 50,
                     client_burst: 100,
+                    trusted_proxies: 0,
                 },
             },
             data_dir,

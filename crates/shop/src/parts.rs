@@ -117,6 +117,8 @@ pub struct GatewaySettings {
     /// Requests per second one client may make, with bursts of `client_burst`.
     pub client_requests_per_s: u32,
     pub client_burst: u32,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are trusted.
+    pub trusted_proxies: usize,
 }
 
 /// Starts `service` on `listen` (port 0 picks a free one).
@@ -217,6 +219,7 @@ fn gateway_settings(listen: SocketAddr, settings: &PartSettings) -> gateway::Set
         concurrent_requests_max: own.concurrent_requests_max,
         client_requests_per_s: own.client_requests_per_s,
         client_burst: own.client_burst,
+        trusted_proxies: own.trusted_proxies,
         ..defaults
     }
 }

@@ -697,3 +697,112 @@ async fn replicas_share_the_load_and_a_stopped_one_is_left_out() {
     gateway.stop().await;
     t.shop.stop().await;
 }
+
+/// Each password check holds its hash's memory (argon2id, 19 MiB): a burst of logins runs a
+/// bounded number of checks at once and sheds the rest with 503 + Retry-After, so the gateway's
+/// memory stays bounded; nothing is stuck afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_logins_runs_a_bounded_number_of_password_checks() {
+    const LOGINS: usize = 12;
+    let gateway = gateway::build(gateway::Settings {
+        password_checks_max: 1,
+        password_check_wait_ms: 0,
+        client_requests_per_s: 1_000,
+        client_burst: 1_000,
+        ..gateway::Settings::local(
+            "127.0.0.1:0".parse().unwrap(),
+            shop::demo_accounts(),
+            gateway::Secret::new("test"),
+            servicekit::IdentityKey::new(b"test"),
+        )
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/api/login", gateway.url());
+    let login = |http: reqwest::Client, url: String| async move {
+        let response = http
+            .post(url)
+            .json(&json!({"name": "alice", "password": "alice"}))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = response.headers().get("retry-after").cloned();
+        (answer(response).await, retry_after)
+    };
+    let burst: Vec<_> = (0..LOGINS)
+        .map(|_| tokio::spawn(login(http.clone(), url.clone())))
+        .collect();
+    let (mut shed, mut logged_in) = (0, 0);
+    for request in burst {
+        let (answer, retry_after) = request.await.unwrap();
+        match answer.status {
+            200 => logged_in += 1,
+            503 => {
+                shed += 1;
+                assert!(retry_after.is_some(), "{answer:?}");
+                assert_eq!(answer.content_type, "application/problem+json");
+                assert!(answer.body["detail"].as_str().unwrap().contains("logins"));
+            }
+            _ => panic!("a login answered {answer:?}"),
+        }
+    }
+    assert!(
+        logged_in >= 1 && shed >= 1,
+        "{logged_in} logged in, {shed} shed"
+    );
+    let (after, _) = login(http.clone(), url.clone()).await;
+    assert_eq!(after.status, 200, "{after:?}");
+    gateway.stop().await;
+}
+
+/// Behind an Ingress every anonymous request comes from the Ingress's address: with one trusted
+/// proxy the rate limit tells clients apart by the address that proxy saw (the last
+/// X-Forwarded-For entry), and a client cannot pick its own by sending the header; without a
+/// trusted proxy the header is ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_anonymous_clients_get_their_own_rate() {
+    let start = |trusted_proxies| {
+        gateway::build(gateway::Settings {
+            trusted_proxies,
+            client_requests_per_s: 1,
+            client_burst: 2,
+            ..gateway::Settings::local(
+                "127.0.0.1:0".parse().unwrap(),
+                shop::demo_accounts(),
+                gateway::Secret::new("test"),
+                servicekit::IdentityKey::new(b"test"),
+            )
+        })
+    };
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let status = |url: String, forwarded: &'static str| {
+        let http = http.clone();
+        async move {
+            let response = http
+                .get(format!("{url}/api/me"))
+                .header("x-forwarded-for", forwarded)
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    };
+    let behind = start(1).await.unwrap();
+    let url = behind.url();
+    assert_ne!(status(url.clone(), "203.0.113.7").await, 429);
+    assert_ne!(status(url.clone(), "203.0.113.7").await, 429);
+    assert_eq!(status(url.clone(), "203.0.113.7").await, 429);
+    // A claim of its own before the proxy's entry does not give a client a new budget...
+    assert_eq!(status(url.clone(), "198.51.100.1, 203.0.113.7").await, 429);
+    // ...while another client, as the proxy saw it, has its own.
+    assert_ne!(status(url.clone(), "203.0.113.8").await, 429);
+    behind.stop().await;
+
+    let direct = start(0).await.unwrap();
+    let url = direct.url();
+    assert_ne!(status(url.clone(), "203.0.113.1").await, 429);
+    assert_ne!(status(url.clone(), "203.0.113.2").await, 429);
+    assert_eq!(status(url.clone(), "203.0.113.3").await, 429);
+    direct.stop().await;
+}
