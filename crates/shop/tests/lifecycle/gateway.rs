@@ -8,6 +8,16 @@ use shop::Service;
 
 use crate::helpers::*;
 
+/// A gateway's local settings with the demo accounts and test secrets: to start one alone.
+fn alone() -> gateway::Settings {
+    gateway::Settings::local(
+        "127.0.0.1:0".parse().unwrap(),
+        shop::demo_accounts(),
+        gateway::Secret::new("test"),
+        servicekit::IdentityKey::new(b"test"),
+    )
+}
+
 impl TestShop {
     /// A token for a demo account.
     pub async fn login(&self, name: &str) -> String {
@@ -285,12 +295,7 @@ async fn overload_is_shed_at_once_with_a_clear_answer() {
         concurrent_requests_max: LIMIT,
         client_requests_per_s: 1_000,
         client_burst: 1_000,
-        ..gateway::Settings::local(
-            "127.0.0.1:0".parse().unwrap(),
-            shop::demo_accounts(),
-            gateway::Secret::new("test"),
-            servicekit::IdentityKey::new(b"test"),
-        )
+        ..alone()
     })
     .await
     .unwrap();
@@ -332,12 +337,7 @@ async fn overload_is_shed_at_once_with_a_clear_answer() {
     let gateway = gateway::build(gateway::Settings {
         client_requests_per_s: 1,
         client_burst: 3,
-        ..gateway::Settings::local(
-            "127.0.0.1:0".parse().unwrap(),
-            shop::demo_accounts(),
-            gateway::Secret::new("test"),
-            servicekit::IdentityKey::new(b"test"),
-        )
+        ..alone()
     })
     .await
     .unwrap();
@@ -709,12 +709,7 @@ async fn a_burst_of_logins_runs_a_bounded_number_of_password_checks() {
         password_check_wait_ms: 0,
         client_requests_per_s: 1_000,
         client_burst: 1_000,
-        ..gateway::Settings::local(
-            "127.0.0.1:0".parse().unwrap(),
-            shop::demo_accounts(),
-            gateway::Secret::new("test"),
-            servicekit::IdentityKey::new(b"test"),
-        )
+        ..alone()
     })
     .await
     .unwrap();
@@ -767,12 +762,7 @@ async fn behind_a_trusted_proxy_anonymous_clients_get_their_own_rate() {
             trusted_proxies,
             client_requests_per_s: 1,
             client_burst: 2,
-            ..gateway::Settings::local(
-                "127.0.0.1:0".parse().unwrap(),
-                shop::demo_accounts(),
-                gateway::Secret::new("test"),
-                servicekit::IdentityKey::new(b"test"),
-            )
+            ..alone()
         })
     };
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
