@@ -110,15 +110,18 @@ impl Pool {
         }
     }
 
-    /// The next ready replica, round robin. When none is ready the next one is tried anyway:
-    /// readiness is advice, the breaker decides (so a dead upstream trips it either way).
-    fn pick(&self) -> Option<&Replica> {
+    /// The next ready replica other than `not`, round robin. When none is ready the next one is
+    /// tried anyway: readiness is advice, the breaker decides (so a dead upstream trips it
+    /// either way).
+    fn pick(&self, not: Option<usize>) -> Option<usize> {
         let count = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut candidates = (0..count).map(|i| &self.replicas[(start + i) % count]);
+        let mut candidates = (0..count)
+            .map(|i| (start + i) % count)
+            .filter(|&i| Some(i) != not);
         candidates
             .clone()
-            .find(|r| r.healthy.load(Ordering::Relaxed))
+            .find(|&i| self.replicas[i].healthy.load(Ordering::Relaxed))
             .or_else(|| candidates.next())
     }
 
@@ -127,39 +130,95 @@ impl Pool {
     }
 
     /// Sends the request to a ready replica through the breaker. A 5xx or no answer counts as a
-    /// failure; a 4xx is an answer.
+    /// failure; a 4xx is an answer. A replica that refuses the connection is out of rotation
+    /// until its next readiness check passes; a `retry_safe` request (a read, or a command
+    /// carrying its idempotency key) that did not reach a replica's answer is sent once more, to
+    /// another replica, instead of failing.
     pub async fn send(
         &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-        headers: reqwest::header::HeaderMap,
-        body: Option<axum::body::Bytes>,
-        live: bool,
+        request: Outgoing,
+        retry_safe: bool,
     ) -> Result<reqwest::Response, Failure> {
-        let replica = self.pick().ok_or(Failure::NoReplica(self.name))?;
-        let client = if live { &self.streaming } else { &self.http };
-        let mut request = client
-            .request(method, format!("{}{}", replica.base, path_and_query))
-            .headers(headers);
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let name = self.name;
-        let attempt = async move {
-            match request.send().await {
-                Ok(response) if response.status().is_server_error() => Err(Failure::Failed(
-                    name,
-                    format!("answered {}", response.status()),
-                )),
-                Ok(response) => Ok(response),
-                Err(e) if e.is_timeout() => Err(Failure::Timeout(name)),
-                Err(e) => Err(Failure::Failed(name, e.to_string())),
+        let first = self.pick(None).ok_or(Failure::NoReplica(self.name))?;
+        let attempt = async {
+            match self.send_to(first, &request).await {
+                Err(Failed::Unreached(error)) if retry_safe => match self.pick(Some(first)) {
+                    Some(other) => {
+                        tracing::info!(upstream = self.name, %error, "retrying on another replica");
+                        self.send_to(other, &request)
+                            .await
+                            .map_err(Failed::into_failure)
+                    }
+                    None => Err(error),
+                },
+                answered => answered.map_err(Failed::into_failure),
             }
         };
         match self.breaker.call(attempt).await {
             Ok(response) => Ok(response),
-            Err(Tripped::Open) => Err(Failure::BreakerOpen(name)),
+            Err(Tripped::Open) => Err(Failure::BreakerOpen(self.name)),
             Err(Tripped::Failed(failure)) => Err(failure),
+        }
+    }
+
+    /// One attempt at replica `at`.
+    async fn send_to(&self, at: usize, request: &Outgoing) -> Result<reqwest::Response, Failed> {
+        let replica = &self.replicas[at];
+        let client = if request.live {
+            &self.streaming
+        } else {
+            &self.http
+        };
+        let mut builder = client
+            .request(
+                request.method.clone(),
+                format!("{}{}", replica.base, request.path_and_query),
+            )
+            .headers(request.headers.clone());
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let name = self.name;
+        match builder.send().await {
+            Ok(response) if response.status().is_server_error() => Err(Failed::Answered(
+                Failure::Failed(name, format!("answered {}", response.status())),
+            )),
+            Ok(response) => Ok(response),
+            // A replica that is slow is not retried: the caller would wait twice.
+            Err(e) if e.is_timeout() => Err(Failed::Answered(Failure::Timeout(name))),
+            Err(e) => {
+                if e.is_connect() && replica.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::info!(upstream = name, replica = %replica.base, "replica refused a connection: out of rotation");
+                }
+                Err(Failed::Unreached(Failure::Failed(name, e.to_string())))
+            }
+        }
+    }
+}
+
+/// A request to forward upstream.
+pub struct Outgoing {
+    pub method: reqwest::Method,
+    pub path_and_query: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Option<axum::body::Bytes>,
+    /// A live stream: no overall timeout.
+    pub live: bool,
+}
+
+/// How one attempt at a replica failed.
+enum Failed {
+    /// It answered with a server error, or too late: not retried.
+    Answered(Failure),
+    /// The request or its answer did not get through (refused, reset, closed): a retry-safe
+    /// request goes to another replica.
+    Unreached(Failure),
+}
+
+impl Failed {
+    fn into_failure(self) -> Failure {
+        match self {
+            Failed::Answered(failure) | Failed::Unreached(failure) => failure,
         }
     }
 }

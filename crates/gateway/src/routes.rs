@@ -12,10 +12,10 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use futures::StreamExt;
 use serde::Deserialize;
-use servicekit::Problem;
+use servicekit::{Problem, Stopping};
 use tower::ServiceBuilder;
 use uuid::Uuid;
 
@@ -294,8 +294,16 @@ impl Forward<'_> {
                 HeaderValue::from_static("application/json"),
             );
         }
+        let retry_safe = retry_safe(&self.method, &self.path, self.body.as_deref());
+        let outgoing = crate::pool::Outgoing {
+            method: self.method,
+            path_and_query: self.path,
+            headers,
+            body: self.body,
+            live,
+        };
         self.pool
-            .send(self.method, &self.path, headers, self.body, live)
+            .send(outgoing, retry_safe)
             .await
             .map_err(|failure| refused(gateway, failure))
     }
@@ -304,6 +312,29 @@ impl Forward<'_> {
     async fn relay(self, gateway: &Gateway) -> Result<Response, Problem> {
         Ok(pass_on(self.send(gateway, false).await?))
     }
+}
+
+/// Whether a request may be sent twice: a read, a command on one order (cancel, receipt,
+/// deposit: a repeat answers as things stand), or a command carrying its idempotency key (an
+/// order's or product's id, a stock change's id).
+fn retry_safe(method: &Method, path: &str, body: Option<&[u8]>) -> bool {
+    if method == Method::GET {
+        return true;
+    }
+    if ["/cancel", "/receipt", "/deposit"]
+        .iter()
+        .any(|command| path.ends_with(command))
+    {
+        return true;
+    }
+    let key = match path {
+        "/orders" => "orderId",
+        "/products" => "productId",
+        _ if path.ends_with("/stock") => "changeId",
+        _ => return false,
+    };
+    body.and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .is_some_and(|body| !body[key].is_null())
 }
 
 /// Forwards a request as `caller` and hands the answer back as it is.
@@ -678,9 +709,11 @@ async fn seller_orders(
 }
 
 /// Opens a live stream if a slot is free (503 at once otherwise); the slot is held as long as
-/// the stream is.
+/// the stream is. When the gateway starts stopping, a `reconnect` event ends it: the client
+/// connects again, to another gateway replica.
 async fn live_stream(
     gateway: &Gateway,
+    stopping: Stopping,
     claims: &Claims,
     path: String,
     headers: &HeaderMap,
@@ -705,10 +738,19 @@ async fn live_stream(
     .await?;
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let stream = upstream.bytes_stream().map(move |chunk| {
-        let _held = &permit;
-        chunk
+    let reconnect = futures::stream::once(async {
+        Ok::<_, reqwest::Error>(Bytes::from_static(
+            b"event: reconnect\nretry: 500\ndata: {}\n\n",
+        ))
     });
+    let stream = upstream
+        .bytes_stream()
+        .take_until(stopping.wait())
+        .chain(reconnect)
+        .map(move |chunk| {
+            let _held = &permit;
+            chunk
+        });
     let mut response = (status, Body::from_stream(stream)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -721,6 +763,7 @@ async fn live_stream(
 
 async fn order_live(
     State(gateway): State<Shared>,
+    Extension(stopping): Extension<Stopping>,
     caller: Caller,
     Path(order): Path<String>,
     headers: HeaderMap,
@@ -730,15 +773,17 @@ async fn order_live(
         return Err(Problem::not_found("no such order"));
     }
     let claims = caller.any()?;
-    live_stream(&gateway, claims, format!("/orders/{order}/live"), &headers).await
+    let path = format!("/orders/{order}/live");
+    live_stream(&gateway, stopping, claims, path, &headers).await
 }
 
 async fn my_live(
     State(gateway): State<Shared>,
+    Extension(stopping): Extension<Stopping>,
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let customer = caller.must_be(Role::Customer)?;
     let path = format!("/customers/{}/live", customer.sub);
-    live_stream(&gateway, customer, path, &headers).await
+    live_stream(&gateway, stopping, customer, path, &headers).await
 }

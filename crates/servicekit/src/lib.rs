@@ -21,6 +21,6 @@ pub use caller::{Caller, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
 pub use identity::{IdentityKey, PROOF_HEADER, PROOF_TTL_S};
 pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, Query};
 pub use secret::Secret;
-pub use serve::{serve, Readiness, Running, BODY_BYTES_MAX};
+pub use serve::{serve, Readiness, Running, Stopping, BODY_BYTES_MAX, DRAIN_NOTICE_MS_MAX};
 pub use upstream::{CallError, Reply, Upstream, UpstreamSettings};
 pub use written::{answer, Written};

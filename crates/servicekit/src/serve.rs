@@ -1,6 +1,8 @@
 //! Serving a service's routes with what every service has: `/health/live`, `/health/ready`,
 //! `/metrics` (Prometheus text), problem+json for unknown routes and methods, a body limit, and
-//! a graceful stop with a bounded drain.
+//! a graceful stop: readiness goes 503 first and the service keeps serving for a drain notice
+//! (so a gateway or a kubelet takes it out of rotation), long-lived answers are told to end,
+//! then requests in flight finish within a bound.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,8 +14,9 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::{IdentityKey, Problem, ACTOR_HEADER, PROOF_HEADER};
@@ -22,6 +25,25 @@ use crate::{IdentityKey, Problem, ACTOR_HEADER, PROOF_HEADER};
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
 /// Longest wait for requests in flight when stopping, in milliseconds.
 const DRAIN_MS_MAX: u64 = 5_000;
+/// Longest drain notice a service may be given, in milliseconds.
+pub const DRAIN_NOTICE_MS_MAX: u64 = 60_000;
+
+/// Whether the service is stopping. Every handler can extract it (`Extension<Stopping>`); one
+/// that holds a long-lived answer (server-sent events) ends it when the service starts stopping,
+/// so the client reconnects, to another replica.
+#[derive(Clone)]
+pub struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    pub fn is_stopping(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when the service starts stopping (at once if it has).
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+}
 
 /// Whether a service can do its work yet (e.g. its view caught up with the store).
 #[derive(Clone)]
@@ -112,6 +134,8 @@ async fn count(State(metrics): State<Arc<Metrics>>, request: Request, next: Next
 pub struct Running {
     name: &'static str,
     addr: SocketAddr,
+    stopping: watch::Sender<bool>,
+    drain_notice: Duration,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
@@ -136,18 +160,37 @@ impl Running {
         self
     }
 
-    /// Stops taking requests, lets those in flight finish (at most `DRAIN_MS_MAX`), stops the
-    /// workers.
+    /// How long `stop` keeps serving after readiness went 503 (at most `DRAIN_NOTICE_MS_MAX`):
+    /// long enough for whoever routes to it to notice. None by default.
+    pub fn with_drain_notice(mut self, notice: Duration) -> Running {
+        self.drain_notice = notice.min(Duration::from_millis(DRAIN_NOTICE_MS_MAX));
+        self
+    }
+
+    /// Stops gracefully: readiness answers 503 and long-lived answers are told to end; the
+    /// service keeps serving for the drain notice; then it stops taking requests, lets those in
+    /// flight finish (at most `DRAIN_MS_MAX`), and stops the workers.
     pub async fn stop(mut self) {
-        for worker in &self.workers {
-            worker.abort();
-        }
+        self.stopping.send_replace(true);
+        tracing::info!(
+            service = self.name,
+            notice_ms = self.drain_notice.as_millis() as u64,
+            "stopping: readiness is 503, draining"
+        );
+        tokio::time::sleep(self.drain_notice).await;
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         let drain = Duration::from_millis(DRAIN_MS_MAX);
         if tokio::time::timeout(drain, &mut self.server).await.is_err() {
+            tracing::warn!(
+                service = self.name,
+                "requests still in flight after the drain; cut"
+            );
             self.server.abort();
+        }
+        for worker in &self.workers {
+            worker.abort();
         }
     }
 }
@@ -166,6 +209,7 @@ pub async fn serve(
         Some(key) => routes.layer(middleware::from_fn_with_state(Arc::new(key), identified)),
         None => routes,
     };
+    let (stopping, _) = watch::channel(false);
     let metrics = Arc::new(Metrics {
         service: name,
         answered: Mutex::default(),
@@ -174,8 +218,10 @@ pub async fn serve(
         .route("/health/live", get(|| async { "live" }))
         .route(
             "/health/ready",
-            get(move || async move {
-                if readiness.is_ready() {
+            get(move |Extension(stopping): Extension<Stopping>| async move {
+                if stopping.is_stopping() {
+                    Problem::unavailable("stopping", 1).into_response()
+                } else if readiness.is_ready() {
                     (StatusCode::OK, "ready").into_response()
                 } else {
                     Problem::unavailable("still catching up with the event store", 1)
@@ -200,6 +246,7 @@ pub async fn serve(
             )
         })
         .layer(middleware::from_fn_with_state(metrics, count))
+        .layer(Extension(Stopping(stopping.subscribe())))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -220,6 +267,8 @@ pub async fn serve(
     Ok(Running {
         name,
         addr,
+        stopping,
+        drain_notice: Duration::ZERO,
         shutdown: Some(shutdown),
         server,
         workers: Vec::new(),

@@ -24,6 +24,9 @@ pub const ORDER_STATUS_FILE: &str = "order-status.sqlite";
 pub const DUE_PERIOD_S: u64 = 7 * 24 * 3600;
 /// The bank account customers pay into.
 pub const BANK_ACCOUNT: &str = "DE02 1203 0000 0000 2020 51 (minimall demo)";
+/// How long a part run alone keeps serving after its readiness went 503 when told to stop, in
+/// milliseconds: two of the gateway's readiness polls (1 s apart, 0.5 s timeout).
+pub const DRAIN_NOTICE_MS: u64 = 2_500;
 /// Longest secret file read, in bytes: a key or an accounts file, not a disk image.
 pub const SECRET_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
@@ -288,6 +291,10 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    /// On SIGTERM or Ctrl-C, keep serving this long after readiness went 503, so the gateway and
+    /// a kubelet take the part out of rotation before it stops (at most 60,000).
+    #[arg(long, global = true, env = "MINIMALL_DRAIN_MS", default_value_t = DRAIN_NOTICE_MS)]
+    pub drain_ms: u64,
 }
 
 /// The part `minimall serve` runs, with exactly the options it uses (an option a part would
@@ -408,6 +415,7 @@ impl ServeArgs {
             .ok_or(ConfigError::MissingIdentitySecret)?;
         let mut parts = ShopSettings::new(DATA_DIR, Ports::DEFAULT).parts;
         parts.identity = identity;
+        parts.drain_notice = Duration::from_millis(self.drain_ms);
         if let Some(store) = part.store() {
             parts.store_url = store.store_url.clone();
         }

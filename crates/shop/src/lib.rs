@@ -53,6 +53,8 @@ impl ShopSettings {
                 account: config::BANK_ACCOUNT.to_string(),
                 order_status_database: data_dir.join(config::ORDER_STATUS_FILE),
                 demo_catalogue: false,
+                // In one process every part stops at once: nobody is left to notice.
+                drain_notice: Duration::ZERO,
                 gateway: GatewaySettings {
                     accounts: demo_accounts(),
                     token_secret: Secret::random(),
@@ -224,6 +226,12 @@ impl Shop {
         if let Some(running) = self.slot(service).take() {
             running.stop().await;
         }
+    }
+
+    /// Hands a running service over, e.g. to stop it while the caller goes on (its address is
+    /// kept for its restart).
+    pub fn take_service(&mut self, service: Service) -> Option<Running> {
+        self.slot(service).take()
     }
 
     /// Where each part listens, for people.

@@ -102,6 +102,9 @@ pub struct PartSettings {
     pub order_status_database: PathBuf,
     /// Whether the inventory registers the demo catalogue when it starts.
     pub demo_catalogue: bool,
+    /// How long a stopping part keeps serving after its readiness went 503, for whoever routes
+    /// to it (the gateway's readiness polls, a kubelet) to take it out of rotation.
+    pub drain_notice: Duration,
     pub gateway: GatewaySettings,
 }
 
@@ -121,8 +124,17 @@ pub struct GatewaySettings {
     pub trusted_proxies: usize,
 }
 
-/// Starts `service` on `listen` (port 0 picks a free one).
+/// Starts `service` on `listen` (port 0 picks a free one), stopping with the drain notice.
 pub async fn start_part(
+    service: Service,
+    listen: SocketAddr,
+    settings: &PartSettings,
+) -> anyhow::Result<Running> {
+    let running = start(service, listen, settings).await?;
+    Ok(running.with_drain_notice(settings.drain_notice))
+}
+
+async fn start(
     service: Service,
     listen: SocketAddr,
     settings: &PartSettings,

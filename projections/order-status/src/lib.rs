@@ -23,12 +23,12 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use domain::{OrderId, OrderStatus};
 use eventlog::{EventLog, Followed, LogPosition, Seen};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Problem, Query, Readiness, Running, StartError};
+use servicekit::{ApiError, Problem, Query, Readiness, Running, StartError, Stopping};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
@@ -51,6 +51,8 @@ const RETRY_MS: u64 = 500;
 const LIVE_CHANGES_MAX: usize = 1_024;
 /// Seconds between keep-alive comments on a live stream.
 const LIVE_KEEP_ALIVE_S: u64 = 15;
+/// How soon a listener told to reconnect should, in milliseconds (the SSE `retry` field).
+const LIVE_RECONNECT_MS: u64 = 500;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -475,24 +477,29 @@ async fn seller_orders(
 /// Live updates of one order: an `order` event with the row each time it changes.
 async fn order_live(
     State(shared): State<Arc<Shared>>,
+    Extension(stopping): Extension<Stopping>,
     Path(order_id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let order_id = OrderId::parse(&order_id).map_err(|_| Problem::not_found("no such order"))?;
-    Ok(live(&shared, move |row| row.order_id == order_id))
+    Ok(live(&shared, stopping, move |row| row.order_id == order_id))
 }
 
 /// Live updates of all of a customer's orders.
 async fn customer_live(
     State(shared): State<Arc<Shared>>,
+    Extension(stopping): Extension<Stopping>,
     Path(customer_id): Path<String>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    live(&shared, move |row| row.customer_id == customer_id)
+    live(&shared, stopping, move |row| row.customer_id == customer_id)
 }
 
 /// Server-sent events of the changed rows `wanted` keeps. A listener that fell more than
-/// `LIVE_CHANGES_MAX` changes behind gets a `reload` event: it should query again.
+/// `LIVE_CHANGES_MAX` changes behind gets a `reload` event: it should query again. When the
+/// service starts stopping, a `reconnect` event ends the stream: the listener connects again
+/// (to another replica) and queries what it missed.
 fn live(
     shared: &Shared,
+    stopping: Stopping,
     wanted: impl Fn(&OrderRow) -> bool + Send + 'static,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let changes = BroadcastStream::new(shared.changes.subscribe()).filter_map(move |change| {
@@ -505,5 +512,12 @@ fn live(
         };
         std::future::ready(event.map(Ok))
     });
+    let reconnect = futures::stream::once(async {
+        Ok(SseEvent::default()
+            .event("reconnect")
+            .retry(Duration::from_millis(LIVE_RECONNECT_MS))
+            .data("{}"))
+    });
+    let changes = changes.take_until(stopping.wait()).chain(reconnect);
     Sse::new(changes).keep_alive(KeepAlive::new().interval(Duration::from_secs(LIVE_KEEP_ALIVE_S)))
 }

@@ -796,3 +796,97 @@ async fn behind_a_trusted_proxy_anonymous_clients_get_their_own_rate() {
     assert_eq!(status(url.clone(), "203.0.113.3").await, 429);
     direct.stop().await;
 }
+
+/// A replica that passes its readiness checks but drops every other request unanswered (closes
+/// the connection), as a replica does that is cut off mid-request.
+async fn dropping_replica() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0; 4096];
+                let read = socket.read(&mut head).await.unwrap_or(0);
+                if head[..read].starts_with(b"GET /health/ready ") {
+                    let ready =
+                        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nready";
+                    let _ = socket.write_all(ready.as_bytes()).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A request a replica dropped is sent once more, to another replica, when that is safe (a read,
+/// a command with its idempotency key); a plain command is not sent twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_request_is_retried_on_another_replica_only_when_it_is_safe() {
+    let t = spawn_shop().await;
+    let pool = |replicas: Vec<String>| gateway::PoolSettings {
+        replicas,
+        timeout_ms: 2_000,
+        breaker_failures_max: 100,
+        breaker_open_s: 2,
+    };
+    let replicas = vec![dropping_replica().await, t.shop.url(Service::Inventory)];
+    let gateway = gateway::build(gateway::Settings {
+        inventory: pool(replicas),
+        ..gateway::Settings::local(
+            "127.0.0.1:0".parse().unwrap(),
+            shop::demo_accounts(),
+            gateway::Secret::new("test"),
+            t.shop.identity().clone(),
+        )
+    })
+    .await
+    .unwrap();
+    let url = gateway.url();
+    for _ in 0..6 {
+        let answer = answer(
+            t.http
+                .get(format!("{url}/api/products"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "a read failed: {answer:?}");
+    }
+    let login = t
+        .http
+        .post(format!("{url}/api/login"))
+        .json(&json!({"name": "seller", "password": "seller"}))
+        .send()
+        .await
+        .unwrap();
+    let token = answer(login).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let register = |body: Value| {
+        let request = t
+            .http
+            .post(format!("{url}/api/products"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move { answer(request.send().await.unwrap()).await.status }
+    };
+    // Round robin: plain commands in a row alternate between the two replicas.
+    let mut plain = Vec::new();
+    for n in 0..4 {
+        plain.push(register(json!({"name": format!("Plain {n}"), "price": 100, "stock": 1})).await);
+    }
+    for _ in 0..4 {
+        let keyed =
+            json!({"productId": uuid::Uuid::new_v4(), "name": "Keyed", "price": 100, "stock": 1});
+        assert_eq!(register(keyed).await, 201, "a command with its key failed");
+    }
+    assert!(
+        plain.contains(&502),
+        "a plain command was sent twice: {plain:?}"
+    );
+    assert!(plain.contains(&201), "{plain:?}");
+    gateway.stop().await;
+}

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cancel;
 mod gateway;
+mod graceful_stop;
 mod happy_path;
 mod helpers;
 mod outages;
