@@ -1,5 +1,5 @@
 //! The inventory service: registers products, adds stock, lists the catalogue, and takes or
-//! gives back stock for an order (the saga's synchronous stock call, SPEC N1).
+//! gives back stock for an order (the saga's synchronous stock call).
 //!
 //! It owns the `product-{productId}` streams. Stock decisions are the Product aggregate's: a
 //! decrease is appended at the stream's expected revision, so racing orders never oversell, and

@@ -3,8 +3,9 @@
 //!
 //! It owns the `order-{orderId}` streams. Placing an order needs no other service: the product
 //! and its price come from the service's own catalogue view, kept current from product events
-//! (SPEC N2). A customer's cancel is first decided by the payment service — the single
-//! authority on "deposit confirmed" — and only then recorded on the order.
+//! (orders are accepted while the others are down). A customer's cancel is first decided by the
+//! payment service — the single authority on "deposit confirmed" — and only then recorded on
+//! the order.
 //!
 //! It must not: touch another service's streams, or cancel an order whose payment did not agree.
 

@@ -1,4 +1,4 @@
-//! Tests 2-4: a customer's cancel against the seller's deposit confirmation (SPEC F7, §4.3).
+//! Tests 2-4: a customer's cancel against the seller's deposit confirmation: exactly one wins.
 
 use std::sync::Arc;
 

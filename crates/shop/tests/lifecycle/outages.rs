@@ -1,4 +1,4 @@
-//! Tests 7-9: services down, and the saga replaying from an older checkpoint (SPEC N2, N1, §4.4).
+//! Tests 7-9: services down, and the saga replaying from an older checkpoint.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The order-status read model (SPEC F6, §4.5): statuses, timeline, the customer's list, the
+//! The order-status read model: statuses, timeline, the customer's list, the
 //! seller's queues, and read-your-writes.
 
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! Tests 5-6: stock that cannot cover an order (SPEC F3, N1).
+//! Tests 5-6: stock that cannot cover an order.
 
 use std::sync::Arc;
 
@@ -97,7 +97,7 @@ async fn a_flash_sale_never_oversells() {
     t.shop.stop().await;
 }
 
-/// The seller's retried stock delivery (same change id) is added once (SPEC N5).
+/// The seller's retried stock delivery (same change id) is added once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retried_stock_delivery_is_added_once() {
     let t = spawn_shop().await;
