@@ -47,6 +47,13 @@ enum Command {
     },
     /// Run the embedded event store (EventStoreDB gRPC protocol, h2c).
     Estore(shop::config::EstoreArgs),
+    /// What the supervised shop (`up --supervise`) on a data directory runs: each part's
+    /// address, process, restarts and readiness.
+    Status {
+        /// The supervised shop's data directory.
+        #[arg(long, env = "MINIMALL_DATA_DIR", default_value = shop::config::DATA_DIR)]
+        data_dir: std::path::PathBuf,
+    },
     /// Exit 0 if URL answers 2xx within 2 s, 1 otherwise: a health check for containers,
     /// which have no shell or curl.
     Probe { url: String },
@@ -111,7 +118,12 @@ async fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Estore(args) => run_estore(args.settings()).await,
+        Command::Up(args) if args.supervise => {
+            let binary = std::env::current_exe().context("finding this binary")?;
+            run_supervised(args.supervise_settings(binary)?).await
+        }
         Command::Up(args) => run_shop(args.settings()?).await,
+        Command::Status { data_dir } => status(&data_dir).await,
         Command::Serve { part, args } => {
             let (listen, settings) = args.settings(&part)?;
             run_part(part.service(), listen, settings).await
@@ -204,16 +216,69 @@ async fn rebuild(url: &str) -> anyhow::Result<()> {
 
 async fn run_shop(settings: shop::ShopSettings) -> anyhow::Result<()> {
     let shop = shop::Shop::start(settings).await?;
+    announce(&shop.describe(), &shop.url(shop::Service::Gateway));
+    shutdown_signal().await?;
+    shop.stop().await;
+    Ok(())
+}
+
+async fn run_supervised(settings: shop::supervise::SuperviseSettings) -> anyhow::Result<()> {
+    let fleet = shop::supervise::Supervisor::start(settings).await?;
+    let gateway = fleet.url_of("gateway").unwrap_or_default();
+    announce(&fleet.describe(), &gateway);
+    shutdown_signal().await?;
+    tracing::info!("stopping every part");
+    fleet.stop().await;
+    Ok(())
+}
+
+/// The lines `up` starts with: where each part is, and how to log in.
+fn announce(parts: &[(String, String)], gateway: &str) {
     println!("minimall is up");
-    for (part, url) in shop.describe() {
+    for (part, url) in parts {
         println!("  {part:<12} {url}");
     }
     println!("Demo accounts (password = name): alice, bob (customers), seller. Log in with");
-    let gateway = shop.url(shop::Service::Gateway);
     println!("  curl -s {gateway}/api/login -H 'content-type: application/json' -d '{{\"name\":\"alice\",\"password\":\"alice\"}}'");
     println!("Ctrl-C stops it.");
-    shutdown_signal().await?;
-    shop.stop().await;
+}
+
+/// Longest wait for one part's readiness in `minimall status`, in milliseconds.
+const STATUS_PROBE_MS_MAX: u64 = 500;
+
+async fn status(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let fleet = shop::supervise::read_state(data_dir)?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_millis(STATUS_PROBE_MS_MAX))
+        .build()?;
+    println!("supervisor pid {} on {}", fleet.pid, data_dir.display());
+    println!(
+        "  {:<14} {:<24} {:>8} {:>8}  {:<6} last exit",
+        "part", "address", "pid", "restarts", "ready"
+    );
+    for child in &fleet.children {
+        let path = if child.name == "estore" {
+            "/health/live"
+        } else {
+            "/health/ready"
+        };
+        let ready = http
+            .get(format!("{}{path}", child.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        let pid = child.pid.map_or("-".to_string(), |pid| pid.to_string());
+        println!(
+            "  {:<14} {:<24} {:>8} {:>8}  {:<6} {}",
+            child.name,
+            child.url.trim_start_matches("http://"),
+            pid,
+            child.restarts,
+            if ready { "yes" } else { "no" },
+            child.last_exit.as_deref().unwrap_or("-")
+        );
+    }
     Ok(())
 }
 

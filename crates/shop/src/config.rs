@@ -57,6 +57,11 @@ pub enum ConfigError {
          (MINIMALL_TOKEN_SECRET) or --token-secret-file (MINIMALL_TOKEN_SECRET_FILE)"
     )]
     MissingTokenSecret,
+    #[error(
+        "the gateway needs its accounts: --accounts (MINIMALL_ACCOUNTS) or --accounts-file \
+         (MINIMALL_ACCOUNTS_FILE); --demo-accounts for the demo ones (password = name)"
+    )]
+    MissingAccounts,
 }
 
 /// A secret's text from a file: one trailing line break (as `echo` and editors leave) is not
@@ -158,7 +163,7 @@ impl TokenArgs {
 #[derive(Args, Debug, Clone)]
 pub struct AccountsArgs {
     /// The accounts as JSON: `[{"name", "role": "customer"|"seller", "passwordHash"}]`, hashes
-    /// from `minimall hash-password`; the demo accounts if neither this nor a file is given.
+    /// from `minimall hash-password`.
     #[arg(
         long,
         env = "MINIMALL_ACCOUNTS",
@@ -172,23 +177,27 @@ pub struct AccountsArgs {
 }
 
 impl AccountsArgs {
-    pub fn accounts(&self) -> Result<Vec<gateway::Account>, ConfigError> {
+    /// The accounts given, `None` if none are.
+    pub fn accounts(&self) -> Result<Option<Vec<gateway::Account>>, ConfigError> {
         let Some(text) = secret("the accounts", &self.accounts, &self.accounts_file)? else {
-            return Ok(crate::demo_accounts());
+            return Ok(None);
         };
         let from = match &self.accounts_file {
             Some(path) if self.accounts.is_none() => path.display().to_string(),
             _ => "MINIMALL_ACCOUNTS".to_string(),
         };
-        serde_json::from_str(text.expose()).map_err(|source| ConfigError::Accounts { from, source })
+        serde_json::from_str(text.expose())
+            .map(Some)
+            .map_err(|source| ConfigError::Accounts { from, source })
     }
 }
 
 /// The event store the part writes to or follows.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// The event store's connection string.
-    #[arg(long, env = "MINIMALL_STORE_URL", default_value = STORE_URL)]
+    /// The event store's connection string (its value is not shown here: it may carry
+    /// credentials).
+    #[arg(long, env = "MINIMALL_STORE_URL", hide_env_values = true, default_value = STORE_URL)]
     pub store_url: String,
 }
 
@@ -242,7 +251,7 @@ pub struct UpArgs {
     #[arg(long, env = "MINIMALL_DATA_DIR", default_value = DATA_DIR)]
     pub data_dir: PathBuf,
     /// Use this event store instead of the embedded one (an esdb:// connection string).
-    #[arg(long, env = "MINIMALL_STORE_URL")]
+    #[arg(long, env = "MINIMALL_STORE_URL", hide_env_values = true)]
     pub store_url: Option<String>,
     #[command(flatten)]
     pub payment: PaymentArgs,
@@ -256,6 +265,15 @@ pub struct UpArgs {
     /// for tests and for running a second shop beside the first.
     #[arg(long)]
     pub any_port: bool,
+    /// Run every part as its own child process of this binary (`ps` shows which is which),
+    /// started again with a bounded pause whenever it exits or is killed.
+    #[arg(long)]
+    pub supervise: bool,
+    /// With --supervise: replicas of each stateless service (order, payment, inventory,
+    /// delivery) behind the gateway, 1 to 8.
+    #[arg(long, env = "MINIMALL_REPLICAS", default_value_t = 1, requires = "supervise",
+          value_parser = clap::value_parser!(u16).range(1..=crate::supervise::REPLICAS_MAX as i64))]
+    pub replicas: u16,
 }
 
 impl UpArgs {
@@ -272,7 +290,10 @@ impl UpArgs {
         parts.demo_catalogue = true;
         parts.account = self.payment.account.clone();
         parts.due_period = Duration::from_secs(self.payment.due_period_s);
-        parts.gateway.accounts = self.accounts.accounts()?;
+        // One machine, one person: the demo accounts unless others are given.
+        if let Some(accounts) = self.accounts.accounts()? {
+            parts.gateway.accounts = accounts;
+        }
         if let Some(secret) = self.token.secret()? {
             parts.gateway.token_secret = secret;
         }
@@ -280,6 +301,40 @@ impl UpArgs {
             parts.identity = key;
         }
         Ok(settings)
+    }
+}
+
+impl UpArgs {
+    /// The supervised fleet's settings, its children running `binary`; secrets not given are
+    /// fresh ones, valid for this run.
+    pub fn supervise_settings(
+        &self,
+        binary: PathBuf,
+    ) -> Result<crate::supervise::SuperviseSettings, ConfigError> {
+        let accounts = secret(
+            "the accounts",
+            &self.accounts.accounts,
+            &self.accounts.accounts_file,
+        )?;
+        // Refused here, with the reason, rather than by the gateway child at start.
+        self.accounts.accounts()?;
+        let identity = secret(
+            "the identity secret",
+            &self.identity.identity_secret,
+            &self.identity.identity_secret_file,
+        )?;
+        Ok(crate::supervise::SuperviseSettings {
+            binary,
+            data_dir: self.data_dir.clone(),
+            any_port: self.any_port,
+            replicas: usize::from(self.replicas),
+            store_url: self.store_url.clone(),
+            identity: identity.unwrap_or_else(Secret::random),
+            token: self.token.secret()?.unwrap_or_else(Secret::random),
+            accounts,
+            due_period_s: self.payment.due_period_s,
+            account: self.payment.account.clone(),
+        })
     }
 }
 
@@ -368,6 +423,10 @@ pub enum Part {
         token: TokenArgs,
         #[command(flatten)]
         accounts: AccountsArgs,
+        /// Let the demo accounts log in (alice, bob, seller; password = name) when no accounts
+        /// are given: for trying the shop, never for a shop open to others.
+        #[arg(long, env = "MINIMALL_DEMO_ACCOUNTS", conflicts_with_all = ["accounts", "accounts_file"])]
+        demo_accounts: bool,
         /// Proxies in front of the gateway (an Ingress: 1) whose X-Forwarded-For entries are
         /// trusted to tell anonymous clients apart for the rate limit; 0 trusts none.
         #[arg(long, env = "MINIMALL_TRUSTED_PROXIES", default_value_t = 0)]
@@ -448,6 +507,7 @@ impl ServeArgs {
                 order_status,
                 token,
                 accounts,
+                demo_accounts,
                 trusted_proxies,
             } => {
                 parts.gateway.trusted_proxies = *trusted_proxies;
@@ -457,7 +517,11 @@ impl ServeArgs {
                 urls.order_status = order_status.order_status_url.clone();
                 parts.gateway.token_secret =
                     token.secret()?.ok_or(ConfigError::MissingTokenSecret)?;
-                parts.gateway.accounts = accounts.accounts()?;
+                parts.gateway.accounts = match accounts.accounts()? {
+                    Some(accounts) => accounts,
+                    None if *demo_accounts => crate::demo_accounts(),
+                    None => return Err(ConfigError::MissingAccounts),
+                };
             }
         }
         Ok((listen, parts))
@@ -612,7 +676,16 @@ mod tests {
 
     #[test]
     fn the_gateway_needs_its_token_secret() {
-        let error = serve(&["--identity-secret", "x", "gateway"]).unwrap_err();
+        let error = serve(&["--identity-secret", "x", "gateway", "--demo-accounts"]).unwrap_err();
         assert!(error.contains("--token-secret"), "{error}");
+    }
+
+    #[test]
+    fn the_gateway_lets_the_demo_accounts_in_only_when_told() {
+        let gateway = ["--identity-secret", "x", "gateway", "--token-secret", "t"];
+        let error = serve(&gateway).unwrap_err();
+        assert!(error.contains("needs its accounts"), "{error}");
+        let (_, settings) = serve(&[&gateway[..], &["--demo-accounts"]].concat()).unwrap();
+        assert_eq!(settings.gateway.accounts, crate::demo_accounts());
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod config;
 mod parts;
+pub mod supervise;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

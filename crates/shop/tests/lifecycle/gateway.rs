@@ -742,8 +742,9 @@ async fn a_burst_of_logins_runs_a_bounded_number_of_password_checks() {
             _ => panic!("a login answered {answer:?}"),
         }
     }
+    // One check at a time and no waiting: the twelve arrive together, most find it taken.
     assert!(
-        logged_in >= 1 && shed >= 1,
+        (1..=LOGINS / 2).contains(&logged_in),
         "{logged_in} logged in, {shed} shed"
     );
     let (after, _) = login(http.clone(), url.clone()).await;
