@@ -138,7 +138,9 @@ pub struct Running {
     drain_notice: Duration,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Vec<tokio::task::AbortHandle>,
+    /// The first worker that ended while it should have run on: liveness fails with its name.
+    ended_worker: Arc<Mutex<Option<String>>>,
 }
 
 impl Running {
@@ -154,9 +156,36 @@ impl Running {
         self.name
     }
 
-    /// A background task of the service (a view follower, a saga worker): stopped with it.
+    /// A background task of the service (a view follower, a saga worker), which runs as long
+    /// as the service does: stopped with it. If it ends before (it returned or panicked), the
+    /// service is wedged: `/health/live` answers 503 from then on, so whoever supervises it
+    /// starts it again.
     pub fn with_worker(mut self, worker: JoinHandle<()>) -> Running {
-        self.workers.push(worker);
+        self.workers.push(worker.abort_handle());
+        let ended = Arc::clone(&self.ended_worker);
+        let service = self.name;
+        let worker_number = self.workers.len();
+        tokio::spawn(async move {
+            let outcome = worker.await;
+            if outcome.as_ref().is_err_and(|e| e.is_cancelled()) {
+                return;
+            }
+            let how = if outcome.is_err() {
+                "panicked"
+            } else {
+                "returned"
+            };
+            tracing::error!(
+                service,
+                worker = worker_number,
+                how,
+                "a worker ended: liveness fails"
+            );
+            ended
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(format!("worker {worker_number} {how}"));
+        });
         self
     }
 
@@ -214,8 +243,27 @@ pub async fn serve(
         service: name,
         answered: Mutex::default(),
     });
+    let ended_worker: Arc<Mutex<Option<String>>> = Arc::default();
     let app = routes
-        .route("/health/live", get(|| async { "live" }))
+        .route(
+            "/health/live",
+            get({
+                let ended = Arc::clone(&ended_worker);
+                move || async move {
+                    let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    match ended {
+                        None => (StatusCode::OK, "live").into_response(),
+                        Some(worker) => Problem::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "wedged",
+                            "The service is wedged",
+                            format!("{worker}: restart the service"),
+                        )
+                        .into_response(),
+                    }
+                }
+            }),
+        )
         .route(
             "/health/ready",
             get(move |Extension(stopping): Extension<Stopping>| async move {
@@ -272,5 +320,6 @@ pub async fn serve(
         shutdown: Some(shutdown),
         server,
         workers: Vec::new(),
+        ended_worker,
     })
 }
