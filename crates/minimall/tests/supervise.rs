@@ -121,15 +121,15 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
         .build()
         .unwrap();
     let fleet = state(dir.path());
-    assert_eq!(fleet["children"].as_array().unwrap().len(), 12, "{fleet}");
+    assert_eq!(fleet["children"].as_array().unwrap().len(), 13, "{fleet}");
     let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
     assert!(
         order_goes_through(&http, &gateway, deadline).await,
         "the fleet takes no order"
     );
 
-    // The payment replica the saga calls, and the gateway itself.
-    for name in ["payment-1", "gateway"] {
+    // The payment replica the saga calls, a read-model replica, and the gateway itself.
+    for name in ["payment-1", "order-status-1", "gateway"] {
         let pid = child(&state(dir.path()), name)["pid"].as_u64().unwrap();
         // SAFETY: SIGKILL to a child of the supervisor started by this test.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };

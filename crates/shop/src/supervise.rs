@@ -42,7 +42,8 @@ pub struct SuperviseSettings {
     pub data_dir: PathBuf,
     /// Free ports for every child instead of the default ones.
     pub any_port: bool,
-    /// Replicas of each stateless service (order, payment, inventory, delivery).
+    /// Replicas of each service but the saga and the gateway: order, payment, inventory,
+    /// delivery, and the read model (each replica with its own database).
     pub replicas: usize,
     /// An external store; `None` runs the embedded one as a child.
     pub store_url: Option<String>,
@@ -408,25 +409,29 @@ impl Plan {
         let inventory = replicas_of(p.inventory)?;
         let delivery = replicas_of(p.delivery)?;
         let order = replicas_of(p.order)?;
-        let order_status = ports.pick(p.order_status, 0)?;
+        let order_status = replicas_of(p.order_status)?;
         let saga = ports.pick(p.saga, 0)?;
         let gateway = ports.pick(p.gateway, 0)?;
         let url = |addr: &SocketAddr| format!("http://{addr}");
         let list = |addrs: &[SocketAddr]| addrs.iter().map(url).collect::<Vec<_>>().join(",");
 
-        let mut services = vec![child(
-            "order-status",
-            [
-                with_store(serve("order-status", order_status)),
-                vec![
-                    "--database".into(),
-                    path(&settings.data_dir.join(crate::config::ORDER_STATUS_FILE)),
-                ],
-            ]
-            .concat(),
-            order_status,
-            "/health/ready",
-        )];
+        // Each read-model replica follows the log into its own database (the first one's is
+        // the one `minimall up` keeps).
+        let mut services = Vec::new();
+        for (i, addr) in order_status.iter().enumerate() {
+            let file = match i {
+                0 => crate::config::ORDER_STATUS_FILE.to_string(),
+                _ => format!("order-status-{}.sqlite", i + 1),
+            };
+            let mut args = with_store(serve("order-status", *addr));
+            args.extend(["--database".into(), path(&settings.data_dir.join(file))]);
+            services.push(child(
+                &format!("order-status-{}", i + 1),
+                args,
+                *addr,
+                "/health/ready",
+            ));
+        }
         for (i, addr) in payment.iter().enumerate() {
             let mut args = with_store(serve("payment", *addr));
             args.extend([
@@ -495,7 +500,7 @@ impl Plan {
             "--inventory-url".into(),
             list(&inventory),
             "--order-status-url".into(),
-            url(&order_status),
+            list(&order_status),
             "--token-secret-file".into(),
             path(&token),
         ]);
