@@ -10,11 +10,16 @@ use crate::helpers::*;
 
 /// A gateway's local settings with the demo accounts and test secrets: to start one alone.
 fn alone() -> gateway::Settings {
+    alone_signing(servicekit::IdentityKey::new(b"test"))
+}
+
+/// The same, signing identities as `identity` (to reach a test shop's services).
+fn alone_signing(identity: servicekit::IdentityKey) -> gateway::Settings {
     gateway::Settings::local(
         "127.0.0.1:0".parse().unwrap(),
         shop::demo_accounts(),
         gateway::Secret::new("test"),
-        servicekit::IdentityKey::new(b"test"),
+        identity,
     )
 }
 
@@ -655,12 +660,7 @@ async fn replicas_share_the_load_and_a_stopped_one_is_left_out() {
     };
     let gateway = gateway::build(gateway::Settings {
         inventory: pool(replicas.clone()),
-        ..gateway::Settings::local(
-            "127.0.0.1:0".parse().unwrap(),
-            shop::demo_accounts(),
-            gateway::Secret::new("test"),
-            t.shop.identity().clone(),
-        )
+        ..alone_signing(t.shop.identity().clone())
     })
     .await
     .unwrap();
@@ -834,12 +834,7 @@ async fn a_dropped_request_is_retried_on_another_replica_only_when_it_is_safe() 
     let replicas = vec![dropping_replica().await, t.shop.url(Service::Inventory)];
     let gateway = gateway::build(gateway::Settings {
         inventory: pool(replicas),
-        ..gateway::Settings::local(
-            "127.0.0.1:0".parse().unwrap(),
-            shop::demo_accounts(),
-            gateway::Secret::new("test"),
-            t.shop.identity().clone(),
-        )
+        ..alone_signing(t.shop.identity().clone())
     })
     .await
     .unwrap();
