@@ -131,8 +131,16 @@ impl Supervisor {
             }
             let started = supervisor.children.len() - running.len();
             supervisor.tiers.push(running);
-            for child in &supervisor.children[started..] {
-                wait_ready(child).await?;
+            let waited = async {
+                for child in &supervisor.children[started..] {
+                    wait_ready(child).await?;
+                }
+                anyhow::Ok(())
+            };
+            if let Err(error) = waited.await {
+                // What started is stopped again: a failed start leaves no process behind.
+                supervisor.stop().await;
+                return Err(error);
             }
         }
         let children = supervisor.children.clone();
