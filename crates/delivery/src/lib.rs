@@ -5,8 +5,6 @@
 //!
 //! It must not: call other services; the saga starts deliveries once stock was taken.
 
-use std::net::SocketAddr;
-
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::post;
@@ -20,7 +18,8 @@ use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// Where it takes connections: an address (port 0 picks a free one) or a socket it was handed.
+    pub listen: servicekit::Listen,
     pub store_url: String,
     /// Verifies callers' signed identities (the secret the gateway and services share).
     pub identity: servicekit::IdentityKey,

@@ -12,7 +12,6 @@ pub mod accounts;
 mod pool;
 mod routes;
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +25,8 @@ pub use pool::PoolSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// Where it takes connections: an address (port 0 picks a free one) or a socket it was handed.
+    pub listen: servicekit::Listen,
     pub order: PoolSettings,
     pub payment: PoolSettings,
     pub inventory: PoolSettings,
@@ -59,7 +59,7 @@ pub struct Settings {
 impl Settings {
     /// Local defaults: one replica of each service at its default port.
     pub fn local(
-        listen: SocketAddr,
+        listen: impl Into<servicekit::Listen>,
         accounts: Vec<Account>,
         token_secret: Secret,
         identity: servicekit::IdentityKey,
@@ -71,7 +71,7 @@ impl Settings {
             breaker_open_s: 2,
         };
         Settings {
-            listen,
+            listen: listen.into(),
             order: pool("http://127.0.0.1:8081"),
             payment: pool("http://127.0.0.1:8082"),
             inventory: pool("http://127.0.0.1:8083"),

@@ -7,8 +7,6 @@
 //!
 //! It must not: know about orders beyond their ids, or call other services.
 
-use std::net::SocketAddr;
-
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -24,7 +22,8 @@ use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// Where it takes connections: an address (port 0 picks a free one) or a socket it was handed.
+    pub listen: servicekit::Listen,
     /// The event store's connection string.
     pub store_url: String,
     /// Verifies callers' signed identities (the secret the gateway and services share).
@@ -37,7 +36,7 @@ struct AppState {
     catalogue: CatalogueView,
 }
 
-/// Starts the service; `listen` may use port 0.
+/// Starts the service.
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
     let log = EventLog::connect(&settings.store_url)?;
     let (catalogue, follower) = CatalogueView::follow(&log);

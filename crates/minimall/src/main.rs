@@ -2,8 +2,6 @@
 //! the command line, sets up logging and wires libraries together; all behaviour lives in the
 //! crates it calls.
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -50,6 +48,15 @@ enum Command {
     /// What the supervised shop (`up --supervise`) on a data directory runs: each part's
     /// address, process, restarts and readiness.
     Status {
+        /// The supervised shop's data directory.
+        #[arg(long, env = "MINIMALL_DATA_DIR", default_value = shop::config::DATA_DIR)]
+        data_dir: std::path::PathBuf,
+    },
+    /// Replace every process of the supervised shop (`up --supervise`) on a data directory, one
+    /// at a time, with no request refused: each stateless part's new process starts beside the
+    /// old one, which stops once the new one is ready; the saga and each read-model replica stop
+    /// first, then start again. Prints what it did.
+    Rollout {
         /// The supervised shop's data directory.
         #[arg(long, env = "MINIMALL_DATA_DIR", default_value = shop::config::DATA_DIR)]
         data_dir: std::path::PathBuf,
@@ -124,9 +131,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Up(args) => run_shop(args.settings()?).await,
         Command::Status { data_dir } => status(&data_dir).await,
+        Command::Rollout { data_dir } => rollout(&data_dir).await,
         Command::Serve { part, args } => {
-            let (listen, settings) = args.settings(&part)?;
-            run_part(part.service(), listen, settings).await
+            let (addr, settings) = args.settings(&part)?;
+            let listen = args.listener(addr).context("taking the inherited socket")?;
+            let ready = args.ready_pipe().context("taking the readiness pipe")?;
+            run_part(part.service(), listen, settings, ready).await
         }
         Command::Probe { url } => probe(&url).await,
         Command::HashPassword { password } => {
@@ -236,11 +246,24 @@ async fn run_supervised(settings: shop::supervise::SuperviseSettings) -> anyhow:
 fn announce(parts: &[(String, String)], gateway: &str) {
     println!("minimall is up");
     for (part, url) in parts {
-        println!("  {part:<12} {url}");
+        println!("  {part:<14} {url}");
     }
     println!("Demo accounts (password = name): alice, bob (customers), seller. Log in with");
     println!("  curl -s {gateway}/api/login -H 'content-type: application/json' -d '{{\"name\":\"alice\",\"password\":\"alice\"}}'");
     println!("Ctrl-C stops it.");
+}
+
+async fn rollout(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use shop::supervise::Said;
+    println!("rolling out the shop on {}", data_dir.display());
+    shop::supervise::rollout(data_dir, |said| match said {
+        Said::Replaced { part, what } => println!("  {part:<14} {what}"),
+        Said::Done { parts, elapsed_ms } => {
+            println!("done: {parts} parts replaced one at a time in {elapsed_ms} ms")
+        }
+        Said::Failed { .. } => {}
+    })
+    .await
 }
 
 /// Longest wait for one part's readiness in `minimall status`, in milliseconds.
@@ -254,8 +277,8 @@ async fn status(data_dir: &std::path::Path) -> anyhow::Result<()> {
         .build()?;
     println!("supervisor pid {} on {}", fleet.pid, data_dir.display());
     println!(
-        "  {:<14} {:<24} {:>8} {:>8}  {:<6} last exit",
-        "part", "address", "pid", "restarts", "ready"
+        "  {:<14} {:<24} {:>8} {:>8} {:>8}  {:<6} last exit",
+        "part", "address", "pid", "restarts", "replaced", "ready"
     );
     for child in &fleet.children {
         let path = if child.name == "estore" {
@@ -270,11 +293,12 @@ async fn status(data_dir: &std::path::Path) -> anyhow::Result<()> {
             .is_ok_and(|r| r.status().is_success());
         let pid = child.pid.map_or("-".to_string(), |pid| pid.to_string());
         println!(
-            "  {:<14} {:<24} {:>8} {:>8}  {:<6} {}",
+            "  {:<14} {:<24} {:>8} {:>8} {:>8}  {:<6} {}",
             child.name,
             child.url.trim_start_matches("http://"),
             pid,
             child.restarts,
+            child.replaced,
             if ready { "yes" } else { "no" },
             child.last_exit.as_deref().unwrap_or("-")
         );
@@ -284,12 +308,28 @@ async fn status(data_dir: &std::path::Path) -> anyhow::Result<()> {
 
 async fn run_part(
     service: shop::Service,
-    listen: SocketAddr,
+    listen: servicekit::Listen,
     settings: shop::PartSettings,
+    ready: Option<servicekit::ReadyPipe>,
 ) -> anyhow::Result<()> {
     let running = shop::start_part(service, listen, &settings).await?;
     println!("{} listening on {}", running.name(), running.local_addr());
-    shutdown_signal().await?;
+    let told = async {
+        match ready {
+            Some(pipe) => pipe.tell_when_ready(&running).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        signal = shutdown_signal() => signal?,
+        told = told => {
+            // A supervisor that stopped reading has gone; the part serves on either way.
+            if let Err(error) = told {
+                tracing::warn!(%error, "could not say ready on the readiness pipe");
+            }
+            shutdown_signal().await?;
+        }
+    }
     running.stop().await;
     Ok(())
 }

@@ -79,52 +79,101 @@ async fn order_goes_through(http: &reqwest::Client, gateway: &str, deadline: Ins
     false
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut supervisor = Command::new(env!("CARGO_BIN_EXE_minimall"))
-        .args([
-            "up",
-            "--supervise",
-            "--any-port",
-            "--replicas",
-            "2",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut gateway = None;
-    let started = Instant::now();
-    let mut lines = BufReader::new(supervisor.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(url) = line.trim().strip_prefix("gateway") {
-            gateway.get_or_insert(url.trim().to_string());
+/// A supervised shop started by a test.
+struct Fleet {
+    supervisor: std::process::Child,
+    gateway: String,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    fn start(replicas: u16) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let mut supervisor = Command::new(env!("CARGO_BIN_EXE_minimall"))
+            .args(["up", "--supervise", "--any-port", "--replicas"])
+            .arg(replicas.to_string())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut gateway = None;
+        let started = Instant::now();
+        let mut lines = BufReader::new(supervisor.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(url) = line.trim().strip_prefix("gateway") {
+                gateway.get_or_insert(url.trim().to_string());
+            }
+            if line.starts_with("Ctrl-C stops it.") {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(UP_MS_MAX),
+                "not up"
+            );
         }
-        if line.starts_with("Ctrl-C stops it.") {
-            break;
+        let gateway = gateway.expect("the first lines name the gateway");
+        // Whatever else it prints is read, so it never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Fleet {
+            supervisor,
+            gateway,
+            dir,
         }
-        assert!(
-            started.elapsed() < Duration::from_millis(UP_MS_MAX),
-            "not up"
-        );
     }
-    let gateway = gateway.expect("the first lines name the gateway");
-    // Whatever else it prints is read, so it never writes into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let http = reqwest::Client::builder()
+
+    fn pids(&self) -> Vec<u64> {
+        state(self.dir.path())["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|child| child["pid"].as_u64())
+            .collect()
+    }
+
+    /// SIGTERM, then every child must be gone.
+    async fn stop(mut self) {
+        let pids = self.pids();
+        // SAFETY: SIGTERM to the supervisor this test started.
+        unsafe { libc::kill(self.supervisor.id() as libc::pid_t, libc::SIGTERM) };
+        let stopping = Instant::now();
+        while self.supervisor.try_wait().unwrap().is_none() {
+            assert!(
+                stopping.elapsed() < Duration::from_millis(STOP_MS_MAX),
+                "still stopping"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(self.supervisor.wait().unwrap().success());
+        let left: Vec<_> = pids.into_iter().filter(|pid| alive(*pid)).collect();
+        assert!(left.is_empty(), "children left running: {left:?}");
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
-        .unwrap();
-    let fleet = state(dir.path());
-    assert_eq!(fleet["children"].as_array().unwrap().len(), 13, "{fleet}");
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
+    let fleet = Fleet::start(2);
+    let (gateway, dir) = (&fleet.gateway, &fleet.dir);
+    let http = http();
+    let children = state(dir.path());
+    assert_eq!(
+        children["children"].as_array().unwrap().len(),
+        13,
+        "{children}"
+    );
     let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
     assert!(
-        order_goes_through(&http, &gateway, deadline).await,
+        order_goes_through(&http, gateway, deadline).await,
         "the fleet takes no order"
     );
 
@@ -141,7 +190,7 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
             let now = child(&fleet, name);
             back = now["restarts"].as_u64() >= Some(1)
                 && now["pid"].as_u64().is_some_and(|new| new != pid)
-                && order_goes_through(&http, &gateway, deadline).await;
+                && order_goes_through(&http, gateway, deadline).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(
@@ -158,23 +207,153 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
         );
     }
 
-    let pids: Vec<u64> = state(dir.path())["children"]
-        .as_array()
+    fleet.stop().await;
+}
+
+/// Clients of the load a rollout runs under, and each one's pause between requests, in
+/// milliseconds (two clients per account stay well under the gateway's rate per account).
+const LOAD_CLIENTS: usize = 4;
+const LOAD_PAUSE_MS: u64 = 60;
+const PRODUCT: &str = "6d1f2c1e-3b1a-4c55-9a57-0d2a4f1e9b01";
+
+async fn login(http: &reqwest::Client, gateway: &str, name: &str) -> String {
+    let answer: Value = http
+        .post(format!("{gateway}/api/login"))
+        .json(&json!({"name": name, "password": name}))
+        .send()
+        .await
         .unwrap()
-        .iter()
-        .filter_map(|child| child["pid"].as_u64())
-        .collect();
-    // SAFETY: SIGTERM to the supervisor this test started.
-    unsafe { libc::kill(supervisor.id() as libc::pid_t, libc::SIGTERM) };
-    let stopping = Instant::now();
-    while supervisor.try_wait().unwrap().is_none() {
-        assert!(
-            stopping.elapsed() < Duration::from_millis(STOP_MS_MAX),
-            "still stopping"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        .json()
+        .await
+        .unwrap();
+    answer["token"].as_str().unwrap().to_string()
+}
+
+/// One client's share of the load until `stop`: reads and order placements (each with its own
+/// orderId, its idempotency key). Gives back every request that did not succeed, and the orders
+/// acknowledged.
+async fn load(
+    http: reqwest::Client,
+    gateway: String,
+    token: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, Vec<String>, Vec<String>) {
+    let (mut sent, mut failed, mut placed) = (0, Vec::new(), Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let order = uuid::Uuid::new_v4().to_string();
+        let request = match sent % 3 {
+            0 => http.get(format!("{gateway}/api/products")),
+            1 => http.get(format!("{gateway}/api/my/orders")),
+            _ => http
+                .post(format!("{gateway}/api/orders"))
+                .json(&json!({"productId": PRODUCT, "quantity": 1, "orderId": order})),
+        };
+        let what = sent % 3;
+        sent += 1;
+        match request.bearer_auth(&token).send().await {
+            Ok(answer) if answer.status().is_success() => {
+                if what == 2 {
+                    placed.push(order);
+                }
+            }
+            Ok(answer) => failed.push(format!("{what}: {}", answer.status())),
+            Err(error) => failed.push(format!("{what}: {error}")),
+        }
+        tokio::time::sleep(Duration::from_millis(LOAD_PAUSE_MS)).await;
     }
-    assert!(supervisor.wait().unwrap().success());
-    let left: Vec<_> = pids.into_iter().filter(|pid| alive(*pid)).collect();
-    assert!(left.is_empty(), "children left running: {left:?}");
+    (sent, failed, placed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_under_load_replaces_every_process_and_fails_no_request() {
+    // One replica of each part: the hardest case, nothing to fall back on.
+    let fleet = Fleet::start(1);
+    let http = http();
+    let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
+    assert!(order_goes_through(&http, &fleet.gateway, deadline).await);
+    let before = fleet.pids();
+    let store = child(&state(fleet.dir.path()), "estore")["pid"].as_u64();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for i in 0..LOAD_CLIENTS {
+        let token = login(&http, &fleet.gateway, ["alice", "bob"][i % 2]).await;
+        clients.push(tokio::spawn(load(
+            http.clone(),
+            fleet.gateway.clone(),
+            token,
+            stop.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..2 {
+        let dir = fleet.dir.path().to_path_buf();
+        let rollout = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_minimall"))
+                .args(["rollout", "--data-dir"])
+                .arg(dir)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let said = String::from_utf8_lossy(&rollout.stdout).to_string()
+            + &String::from_utf8_lossy(&rollout.stderr);
+        assert!(rollout.status.success(), "{said}");
+        assert!(said.contains("done: 7 parts replaced"), "{said}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut sent, mut failed, mut placed) = (0, Vec::new(), Vec::new());
+    for client in clients {
+        let (n, f, p) = client.await.unwrap();
+        sent += n;
+        failed.extend(f);
+        placed.extend(p);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+    assert!(sent >= 100, "too little load to tell: {sent} requests");
+
+    let after = fleet.pids();
+    let kept: Vec<_> = after
+        .iter()
+        .filter(|pid| before.contains(pid) && Some(**pid) != store)
+        .collect();
+    assert!(kept.is_empty(), "processes not replaced: {kept:?}");
+    assert_eq!(
+        child(&state(fleet.dir.path()), "saga")["replaced"],
+        2,
+        "each rollout replaced the saga once"
+    );
+
+    // Every acknowledged order shows in the read model.
+    let tokens = [
+        login(&http, &fleet.gateway, "alice").await,
+        login(&http, &fleet.gateway, "bob").await,
+    ];
+    let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
+    let mut missing = placed;
+    while !missing.is_empty() && Instant::now() < deadline {
+        let mut seen = String::new();
+        for token in &tokens {
+            let mine = http
+                .get(format!("{}/api/my/orders", fleet.gateway))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            seen.push_str(&mine.text().await.unwrap());
+        }
+        missing.retain(|order| !seen.contains(order.as_str()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        missing.is_empty(),
+        "acknowledged orders missing: {missing:?}"
+    );
+    fleet.stop().await;
 }

@@ -9,8 +9,6 @@
 //!
 //! It must not: touch another service's streams, or cancel an order whose payment did not agree.
 
-use std::net::SocketAddr;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -30,7 +28,8 @@ use servicekit::{
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// Where it takes connections: an address (port 0 picks a free one) or a socket it was handed.
+    pub listen: servicekit::Listen,
     pub store_url: String,
     /// The payment service, asked whether a customer's cancel may go ahead.
     pub payment: UpstreamSettings,

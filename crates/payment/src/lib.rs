@@ -8,7 +8,6 @@
 //!
 //! It must not: call other services; it learns nothing but what it is asked.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -24,7 +23,8 @@ use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// Where it takes connections: an address (port 0 picks a free one) or a socket it was handed.
+    pub listen: servicekit::Listen,
     pub store_url: String,
     /// The shop's bank account customers pay into.
     pub account: String,

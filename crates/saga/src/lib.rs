@@ -14,7 +14,6 @@ mod observe;
 mod perform;
 mod runner;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use servicekit::StartError;
@@ -24,7 +23,8 @@ pub use checkpoint::{CheckpointStored, CHECKPOINT_STREAM};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// Where it takes connections: an address (port 0 picks a free one) or a socket it was handed.
+    pub listen: servicekit::Listen,
     pub store_url: String,
     pub order: UpstreamSettings,
     pub payment: UpstreamSettings,
@@ -42,12 +42,12 @@ pub struct Settings {
 impl Settings {
     /// Services at their default local ports.
     pub fn local(
-        listen: SocketAddr,
+        listen: impl Into<servicekit::Listen>,
         store_url: String,
         identity: servicekit::IdentityKey,
     ) -> Settings {
         Settings {
-            listen,
+            listen: listen.into(),
             store_url,
             identity,
             order: UpstreamSettings::new("http://127.0.0.1:8081"),
@@ -60,7 +60,7 @@ impl Settings {
     }
 }
 
-/// Starts the saga and its status endpoint; `listen` may use port 0.
+/// Starts the saga and its status endpoint.
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
     runner::start(settings).await
 }

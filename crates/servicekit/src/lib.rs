@@ -8,6 +8,7 @@
 mod api_error;
 mod breaker;
 mod caller;
+mod handover;
 mod identity;
 mod problem;
 mod secret;
@@ -18,6 +19,7 @@ mod written;
 pub use api_error::{ApiError, StartError};
 pub use breaker::{Breaker, Tripped};
 pub use caller::{Caller, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
+pub use handover::{Listen, ReadyPipe};
 pub use identity::{IdentityKey, PROOF_HEADER, PROOF_TTL_S};
 pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, Query};
 pub use secret::Secret;

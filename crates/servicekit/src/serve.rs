@@ -19,7 +19,7 @@ use axum::Router;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::{IdentityKey, Problem, ACTOR_HEADER, PROOF_HEADER};
+use crate::{IdentityKey, Listen, Problem, ACTOR_HEADER, PROOF_HEADER};
 
 /// Largest request body any service accepts, in bytes: commands are a few fields.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
@@ -139,6 +139,7 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     workers: Vec<tokio::task::AbortHandle>,
+    readiness: Readiness,
     /// The first worker that ended while it should have run on: liveness fails with its name.
     ended_worker: Arc<Mutex<Option<String>>>,
 }
@@ -154,6 +155,11 @@ impl Running {
 
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// What `/health/ready` says: able to work and not stopping.
+    pub fn is_ready(&self) -> bool {
+        !*self.stopping.borrow() && self.readiness.is_ready()
     }
 
     /// A background task of the service (a view follower, a saga worker), which runs as long
@@ -224,12 +230,13 @@ impl Running {
     }
 }
 
-/// Serves `routes` (plus health, readiness and metrics) on `listen`; port 0 picks a free port.
+/// Serves `routes` (plus health, readiness and metrics) on `listen` (an address, where port 0
+/// picks a free port, or a socket the service was handed).
 /// With an `identity` key, every route but health and metrics needs a signed identity
 /// (`x-actor` + `x-actor-proof`): what the gateway and the shop's services send.
 pub async fn serve(
     name: &'static str,
-    listen: SocketAddr,
+    listen: Listen,
     routes: Router,
     readiness: Readiness,
     identity: Option<IdentityKey>,
@@ -266,14 +273,17 @@ pub async fn serve(
         )
         .route(
             "/health/ready",
-            get(move |Extension(stopping): Extension<Stopping>| async move {
-                if stopping.is_stopping() {
-                    Problem::unavailable("stopping", 1).into_response()
-                } else if readiness.is_ready() {
-                    (StatusCode::OK, "ready").into_response()
-                } else {
-                    Problem::unavailable("still catching up with the event store", 1)
-                        .into_response()
+            get({
+                let readiness = readiness.clone();
+                move |Extension(stopping): Extension<Stopping>| async move {
+                    if stopping.is_stopping() {
+                        Problem::unavailable("stopping", 1).into_response()
+                    } else if readiness.is_ready() {
+                        (StatusCode::OK, "ready").into_response()
+                    } else {
+                        Problem::unavailable("still catching up with the event store", 1)
+                            .into_response()
+                    }
                 }
             }),
         )
@@ -296,7 +306,7 @@ pub async fn serve(
         .layer(middleware::from_fn_with_state(metrics, count))
         .layer(Extension(Stopping(stopping.subscribe())))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = listen.listener().await?;
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -320,6 +330,7 @@ pub async fn serve(
         shutdown: Some(shutdown),
         server,
         workers: Vec::new(),
+        readiness,
         ended_worker,
     })
 }

@@ -16,7 +16,7 @@ async fn live_status(http: &reqwest::Client, url: &str) -> (u16, String) {
 }
 
 async fn serve_with(worker: tokio::task::JoinHandle<()>) -> servicekit::Running {
-    let addr = "127.0.0.1:0".parse().unwrap();
+    let addr = servicekit::Listen::Bind("127.0.0.1:0".parse().unwrap());
     servicekit::serve("test", addr, Router::new(), Readiness::always(), None)
         .await
         .unwrap()

@@ -155,7 +155,7 @@ async fn hello_limit(http: &reqwest::Client) -> Measured {
     let routes = axum::Router::new().route("/hello", post(|| async { axum::Json(json!({})) }));
     let hello = servicekit::serve(
         "hello",
-        "127.0.0.1:0".parse().unwrap(),
+        servicekit::Listen::Bind("127.0.0.1:0".parse().unwrap()),
         routes,
         servicekit::Readiness::always(),
         None,

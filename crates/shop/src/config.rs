@@ -344,6 +344,20 @@ pub struct ServeArgs {
     /// Address to listen on (the part's default port on 127.0.0.1 if not given).
     #[arg(long, global = true, env = "MINIMALL_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Take connections on the listening socket inherited at this file descriptor instead of
+    /// binding an address: how `up --supervise` hands each part its socket, which stays open
+    /// across the part's restarts.
+    #[arg(
+        long,
+        global = true,
+        env = "MINIMALL_LISTEN_FD",
+        conflicts_with = "listen"
+    )]
+    pub listen_fd: Option<i32>,
+    /// Write `ready` to the pipe inherited at this file descriptor once the part is ready, then
+    /// close it: how `up --supervise` learns that a new process can take over.
+    #[arg(long, global = true, env = "MINIMALL_READY_FD")]
+    pub ready_fd: Option<i32>,
     #[command(flatten)]
     pub identity: IdentityArgs,
     /// On SIGTERM or Ctrl-C, keep serving this long after readiness went 503, so the gateway and
@@ -525,6 +539,24 @@ impl ServeArgs {
             }
         }
         Ok((listen, parts))
+    }
+}
+
+impl ServeArgs {
+    /// Where the part takes its connections: the inherited socket if one was handed
+    /// (`--listen-fd`, taken over by this call, so made once), else `addr`.
+    pub fn listener(&self, addr: SocketAddr) -> std::io::Result<servicekit::Listen> {
+        match self.listen_fd {
+            Some(fd) => servicekit::Listen::inherited(fd),
+            None => Ok(addr.into()),
+        }
+    }
+
+    /// The pipe to say "ready" on (`--ready-fd`, taken over by this call, so made once).
+    pub fn ready_pipe(&self) -> std::io::Result<Option<servicekit::ReadyPipe>> {
+        self.ready_fd
+            .map(servicekit::ReadyPipe::inherited)
+            .transpose()
     }
 }
 

@@ -2,11 +2,10 @@
 //! `Settings` are filled in, used by `minimall up` (every part in one process) and by
 //! `minimall serve <part>` (one part per process, container or pod).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use servicekit::{Running, Secret, UpstreamSettings};
+use servicekit::{Listen, Running, Secret, UpstreamSettings};
 
 use crate::Service;
 
@@ -124,19 +123,20 @@ pub struct GatewaySettings {
     pub trusted_proxies: usize,
 }
 
-/// Starts `service` on `listen` (port 0 picks a free one), stopping with the drain notice.
+/// Starts `service` on `listen` (an address, where port 0 picks a free one, or a socket it was
+/// handed), stopping with the drain notice.
 pub async fn start_part(
     service: Service,
-    listen: SocketAddr,
+    listen: impl Into<Listen>,
     settings: &PartSettings,
 ) -> anyhow::Result<Running> {
-    let running = start(service, listen, settings).await?;
+    let running = start(service, listen.into(), settings).await?;
     Ok(running.with_drain_notice(settings.drain_notice))
 }
 
 async fn start(
     service: Service,
-    listen: SocketAddr,
+    listen: Listen,
     settings: &PartSettings,
 ) -> anyhow::Result<Running> {
     let store_url = settings.store_url.clone();
@@ -211,7 +211,7 @@ async fn start(
     })
 }
 
-fn gateway_settings(listen: SocketAddr, settings: &PartSettings) -> gateway::Settings {
+fn gateway_settings(listen: Listen, settings: &PartSettings) -> gateway::Settings {
     let own = &settings.gateway;
     let defaults = gateway::Settings::local(
         listen,

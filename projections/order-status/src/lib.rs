@@ -12,7 +12,6 @@ pub mod store;
 pub mod view;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -56,7 +55,8 @@ const LIVE_RECONNECT_MS: u64 = 500;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// Where it takes connections: an address (port 0 picks a free one) or a socket it was handed.
+    pub listen: servicekit::Listen,
     pub store_url: String,
     /// The SQLite file of the read model.
     pub database: PathBuf,

@@ -16,7 +16,7 @@ fn alone() -> gateway::Settings {
 /// The same, signing identities as `identity` (to reach a test shop's services).
 fn alone_signing(identity: servicekit::IdentityKey) -> gateway::Settings {
     gateway::Settings::local(
-        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
         shop::demo_accounts(),
         gateway::Secret::new("test"),
         identity,
@@ -645,7 +645,10 @@ async fn replicas_share_the_load_and_a_stopped_one_is_left_out() {
     let t = spawn_shop().await;
     t.product("Tea", 500, 5).await;
     let second = inventory::build(inventory::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: "127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
         store_url: t.shop.store_url().to_string(),
         identity: t.shop.identity().clone(),
     })
