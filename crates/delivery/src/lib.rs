@@ -27,6 +27,7 @@ pub struct Settings {
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
     let log = EventLog::connect(&settings.store_url)?;
+    let store = log.clone();
     let routes = Router::new()
         .route("/deliveries", post(start))
         .route("/deliveries/:order_id", axum::routing::get(one))
@@ -39,7 +40,8 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         Readiness::always(),
         Some(settings.identity),
     )
-    .await?)
+    .await?
+    .needing_store(&store))
 }
 
 fn stream(order_id: OrderId) -> String {

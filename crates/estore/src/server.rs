@@ -135,10 +135,12 @@ pub async fn start(settings: Settings) -> Result<RunningStore, StartError> {
     let stats = Arc::new(Stats::default());
     let message_bytes_max = grpc_message_bytes_max(&limits);
     let commits = store.commit_counters();
+    let (closing, closed) = tokio::sync::watch::channel(false);
     let streams = StreamsServer::new(StreamsService::new(
         store,
         Arc::clone(&limits),
         Arc::clone(&stats),
+        closed,
     ))
     .max_decoding_message_size(message_bytes_max)
     .max_encoding_message_size(message_bytes_max);
@@ -165,8 +167,9 @@ pub async fn start(settings: Settings) -> Result<RunningStore, StartError> {
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .add_routes(tonic::service::Routes::from(routes));
-    let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+    let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stopped.await;
+        closing.send_replace(true);
     }));
     tracing::info!(%local_addr, data_dir = %settings.data_dir.display(), "event store listening");
     Ok(RunningStore {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -34,16 +34,44 @@ pub struct StreamsService {
     limits: Arc<Limits>,
     subscriptions_active: Arc<AtomicUsize>,
     stats: Arc<Stats>,
+    /// Turns true when the server stops: calls that would run on (subscriptions, batch-append
+    /// sessions) end with Unavailable, so the connections close and clients reconnect.
+    closing: watch::Receiver<bool>,
 }
 
 impl StreamsService {
-    pub fn new(store: Store, limits: Arc<Limits>, stats: Arc<Stats>) -> StreamsService {
+    pub fn new(
+        store: Store,
+        limits: Arc<Limits>,
+        stats: Arc<Stats>,
+        closing: watch::Receiver<bool>,
+    ) -> StreamsService {
         StreamsService {
             store,
             limits,
             subscriptions_active: Arc::new(AtomicUsize::new(0)),
             stats,
+            closing,
         }
+    }
+
+    /// Runs a long call's work until it ends or the server stops; then the call ends with
+    /// Unavailable on `outbox`.
+    fn until_closing<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+        outbox: mpsc::Sender<Result<T, Status>>,
+    ) {
+        let mut closing = self.closing.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = work => {}
+                () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+                    let stopping = Status::unavailable("the event store is stopping; reconnect");
+                    let _ = outbox.send(Err(stopping)).await;
+                }
+            }
+        });
     }
 }
 
@@ -180,7 +208,8 @@ impl streams_server::Streams for StreamsService {
                         self.limits.subscriptions_max
                     ))
                 })?;
-                tokio::spawn(reading::subscribe(
+                let farewell = outbox.clone();
+                let subscription = reading::subscribe(
                     store,
                     selection,
                     start,
@@ -188,7 +217,8 @@ impl streams_server::Streams for StreamsService {
                     outbox,
                     slot,
                     Arc::clone(&self.stats),
-                ));
+                );
+                self.until_closing(subscription, farewell);
             }
             (None, _) => return Err(invalid("read names neither a stream nor $all")),
             (_, None) => return Err(invalid("read has neither a count nor a subscription")),
@@ -260,9 +290,9 @@ impl streams_server::Streams for StreamsService {
             in_flight: Arc::new(Semaphore::new(self.limits.batch_appends_in_flight_max)),
             in_flight_kib: Arc::new(Semaphore::new(BATCH_APPEND_KIB_IN_FLIGHT_MAX as usize)),
             pending: HashMap::new(),
-            outbox,
+            outbox: outbox.clone(),
         };
-        tokio::spawn(session.run(inbound));
+        self.until_closing(session.run(inbound), outbox);
         Ok(Response::new(Box::pin(ReceiverStream::new(inbox))))
     }
 }

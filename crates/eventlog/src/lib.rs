@@ -10,6 +10,9 @@
 //! from a real node.
 
 pub mod catalogue;
+mod reach;
+
+pub use reach::{StoreReach, STORE_PROBE_MS};
 
 use std::time::Duration;
 
@@ -130,6 +133,35 @@ pub enum LogError {
     TooLong { stream: String },
     #[error("an event cannot be encoded: {0}")]
     Encode(String),
+}
+
+impl LogError {
+    /// Whether the store could not be reached (or did not answer in time): the caller may
+    /// retry later, nothing is wrong with the request.
+    pub fn is_unreachable(&self) -> bool {
+        use eventstore::Error as E;
+        match self {
+            LogError::Connect(_) => true,
+            LogError::Store(error) => match error {
+                // What the client makes of a failed connection and of a node's Unavailable,
+                // Unknown or Internal status; it picks a node again after one, as after a
+                // node that went away.
+                E::ServerError(_)
+                | E::ConnectionClosed
+                | E::GrpcConnectionError(_)
+                | E::DeadlineExceeded
+                | E::NotLeaderException(_) => true,
+                E::Grpc { code, .. } => matches!(
+                    code,
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Cancelled
+                ),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

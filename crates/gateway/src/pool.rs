@@ -130,7 +130,7 @@ impl Pool {
     }
 
     /// Sends the request to a ready replica through the breaker. A 5xx or no answer counts as a
-    /// failure; a 4xx is an answer. A replica that refuses the connection is out of rotation
+    /// failure; a 4xx, and a 503 + Retry-After (shedding on purpose), is an answer. A replica that refuses the connection is out of rotation
     /// until its next readiness check passes; a `retry_safe` request (a read, or a command
     /// carrying its idempotency key) that did not reach a replica's answer is sent once more, to
     /// another replica, instead of failing.
@@ -180,9 +180,12 @@ impl Pool {
         }
         let name = self.name;
         match builder.send().await {
-            Ok(response) if response.status().is_server_error() => Err(Failed::Answered(
-                Failure::Failed(name, format!("answered {}", response.status())),
-            )),
+            Ok(response) if response.status().is_server_error() && !sheds(&response) => {
+                Err(Failed::Answered(Failure::Failed(
+                    name,
+                    format!("answered {}", response.status()),
+                )))
+            }
             Ok(response) => Ok(response),
             // A replica that is slow is not retried: the caller would wait twice.
             Err(e) if e.is_timeout() => Err(Failed::Answered(Failure::Timeout(name))),
@@ -194,6 +197,15 @@ impl Pool {
             }
         }
     }
+}
+
+/// Whether an answer is a service shedding load on purpose (503 + Retry-After: it is busy, or
+/// what it depends on is briefly away): an answer to pass on as it is, not the service failing.
+fn sheds(response: &reqwest::Response) -> bool {
+    response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        && response
+            .headers()
+            .contains_key(reqwest::header::RETRY_AFTER)
 }
 
 /// A request to forward upstream.

@@ -39,6 +39,7 @@ struct AppState {
 /// Starts the service.
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
     let log = EventLog::connect(&settings.store_url)?;
+    let store = log.clone();
     let (catalogue, follower) = CatalogueView::follow(&log);
     let readiness = Readiness::when({
         let catalogue = catalogue.clone();
@@ -59,6 +60,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         Some(settings.identity.clone()),
     )
     .await?
+    .needing_store(&store)
     .with_worker(follower))
 }
 

@@ -46,6 +46,7 @@ struct AppState {
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
     let log = EventLog::connect(&settings.store_url)?;
+    let store = log.clone();
     let (catalogue, follower) = CatalogueView::follow(&log);
     let readiness = Readiness::when({
         let catalogue = catalogue.clone();
@@ -70,6 +71,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         Some(settings.identity.clone()),
     )
     .await?
+    .needing_store(&store)
     .with_worker(follower))
 }
 

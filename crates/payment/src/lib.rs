@@ -43,6 +43,7 @@ struct AppState {
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
     let log = EventLog::connect(&settings.store_url)?;
+    let store = log.clone();
     let due_period = chrono::Duration::from_std(settings.due_period)
         .unwrap_or_else(|_| chrono::Duration::days(7));
     let routes = Router::new()
@@ -61,7 +62,8 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         Readiness::always(),
         Some(settings.identity),
     )
-    .await?)
+    .await?
+    .needing_store(&store))
 }
 
 fn stream(order_id: OrderId) -> String {

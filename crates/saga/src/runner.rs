@@ -173,7 +173,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     for receiver in receivers {
         running = running.with_worker(tokio::spawn(work(Arc::clone(&shared), receiver)));
     }
+    let store = shared.log.clone();
     Ok(running
+        .needing_store(&store)
         .with_worker(tokio::spawn(read(Arc::clone(&shared))))
         .with_worker(tokio::spawn(deadlines(Arc::clone(&shared))))
         .with_worker(tokio::spawn(store_checkpoints(

@@ -1,5 +1,6 @@
 //! The one error type of a service's handlers: a problem to answer with, or a store failure
-//! (logged once, answered with a generic 500). Each service maps its domain's refusals to
+//! (logged once, answered with 503 + Retry-After when the store cannot be reached, a generic
+//! 500 otherwise). Each service maps its domain's refusals to
 //! problems in one function, handed to `ApiError::from_execute`.
 
 use axum::response::{IntoResponse, Response};
@@ -41,6 +42,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Problem(problem) => problem.into_response(),
+            ApiError::Log(e) if e.is_unreachable() => {
+                tracing::warn!(error = %e, "the event store cannot be reached");
+                Problem::unavailable("the event store cannot be reached; retry shortly", 1)
+                    .into_response()
+            }
             ApiError::Log(e) => Problem::internal(&e).into_response(),
         }
     }

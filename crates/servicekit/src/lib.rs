@@ -23,6 +23,8 @@ pub use handover::{Listen, ReadyPipe};
 pub use identity::{IdentityKey, PROOF_HEADER, PROOF_TTL_S};
 pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, Query};
 pub use secret::Secret;
-pub use serve::{serve, Readiness, Running, Stopping, BODY_BYTES_MAX, DRAIN_NOTICE_MS_MAX};
+pub use serve::{
+    serve, Readiness, Running, Stopping, BODY_BYTES_MAX, DRAIN_NOTICE_MS_MAX, STORE_GONE_S_MAX,
+};
 pub use upstream::{CallError, Reply, Upstream, UpstreamSettings};
 pub use written::{answer, Written};

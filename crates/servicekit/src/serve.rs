@@ -27,6 +27,10 @@ pub const BODY_BYTES_MAX: usize = 16 * 1024;
 const DRAIN_MS_MAX: u64 = 5_000;
 /// Longest drain notice a service may be given, in milliseconds.
 pub const DRAIN_NOTICE_MS_MAX: u64 = 60_000;
+/// How long the event store may not answer before a service that needs it says it is wedged
+/// (liveness 503), in seconds: long enough to ride out a store's restart or failover, short
+/// enough that a connection that never comes back is replaced by a restart.
+pub const STORE_GONE_S_MAX: u64 = 60;
 
 /// Whether the service is stopping. Every handler can extract it (`Extension<Stopping>`); one
 /// that holds a long-lived answer (server-sent events) ends it when the service starts stopping,
@@ -140,6 +144,8 @@ pub struct Running {
     server: JoinHandle<()>,
     workers: Vec<tokio::task::AbortHandle>,
     readiness: Readiness,
+    /// Whether the store answers, for a service that needs it.
+    store: Arc<std::sync::OnceLock<eventlog::StoreReach>>,
     /// The first worker that ended while it should have run on: liveness fails with its name.
     ended_worker: Arc<Mutex<Option<String>>>,
 }
@@ -159,7 +165,15 @@ impl Running {
 
     /// What `/health/ready` says: able to work and not stopping.
     pub fn is_ready(&self) -> bool {
-        !*self.stopping.borrow() && self.readiness.is_ready()
+        !*self.stopping.borrow() && unready(&self.readiness, &self.store).is_none()
+    }
+
+    /// The service needs the store: a probe asks it every second; while it does not answer,
+    /// readiness is 503, and once it has not answered for `STORE_GONE_S_MAX` liveness is too.
+    pub fn needing_store(self, log: &eventlog::EventLog) -> Running {
+        let (reach, probing) = log.probe();
+        let _ = self.store.set(reach);
+        self.with_worker(tokio::spawn(probing))
     }
 
     /// A background task of the service (a view follower, a saga worker), which runs as long
@@ -251,14 +265,16 @@ pub async fn serve(
         answered: Mutex::default(),
     });
     let ended_worker: Arc<Mutex<Option<String>>> = Arc::default();
+    let store: Arc<std::sync::OnceLock<eventlog::StoreReach>> = Arc::default();
     let app = routes
         .route(
             "/health/live",
             get({
                 let ended = Arc::clone(&ended_worker);
+                let store = Arc::clone(&store);
                 move || async move {
                     let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    match ended {
+                    match ended.or_else(|| store_gone(&store)) {
                         None => (StatusCode::OK, "live").into_response(),
                         Some(worker) => Problem::new(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -275,14 +291,14 @@ pub async fn serve(
             "/health/ready",
             get({
                 let readiness = readiness.clone();
+                let store = Arc::clone(&store);
                 move |Extension(stopping): Extension<Stopping>| async move {
                     if stopping.is_stopping() {
-                        Problem::unavailable("stopping", 1).into_response()
-                    } else if readiness.is_ready() {
-                        (StatusCode::OK, "ready").into_response()
-                    } else {
-                        Problem::unavailable("still catching up with the event store", 1)
-                            .into_response()
+                        return Problem::unavailable("stopping", 1).into_response();
+                    }
+                    match unready(&readiness, &store) {
+                        None => (StatusCode::OK, "ready").into_response(),
+                        Some(why) => Problem::unavailable(why, 1).into_response(),
                     }
                 }
             }),
@@ -331,6 +347,28 @@ pub async fn serve(
         server,
         workers: Vec::new(),
         readiness,
+        store,
         ended_worker,
     })
+}
+
+/// Why the service cannot work yet, if it cannot.
+fn unready(
+    readiness: &Readiness,
+    store: &std::sync::OnceLock<eventlog::StoreReach>,
+) -> Option<&'static str> {
+    if store.get().is_some_and(|store| !store.is_reachable()) {
+        Some("the event store does not answer")
+    } else if !readiness.is_ready() {
+        Some("still catching up with the event store")
+    } else {
+        None
+    }
+}
+
+/// Why the service is wedged on the store, if the store has been away too long.
+fn store_gone(store: &std::sync::OnceLock<eventlog::StoreReach>) -> Option<String> {
+    let away = store.get()?.unreachable_for()?;
+    (away >= Duration::from_secs(STORE_GONE_S_MAX))
+        .then(|| format!("the event store has not answered for {} s", away.as_secs()))
 }

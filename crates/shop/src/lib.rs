@@ -88,6 +88,8 @@ pub enum Service {
 pub struct Shop {
     settings: ShopSettings,
     store: Option<estore::RunningStore>,
+    /// Where the embedded store listens (kept across its restarts).
+    store_addr: Option<SocketAddr>,
     store_url: String,
     order: Option<Running>,
     payment: Option<Running>,
@@ -128,21 +130,18 @@ impl Shop {
         let (store, store_url) = match &settings.store_url {
             Some(url) => (None, url.clone()),
             None => {
-                let store = estore::start(estore::Settings {
-                    listen: SocketAddr::new(settings.host, settings.ports.store),
-                    data_dir: settings.data_dir.join(config::ESTORE_DIR),
-                    limits: estore::Limits::default(),
-                })
-                .await
-                .context("starting the event store")?;
+                let listen = SocketAddr::new(settings.host, settings.ports.store);
+                let store = start_store(&settings, listen).await?;
                 let url = store.connection_string();
                 (Some(store), url)
             }
         };
+        let store_addr = store.as_ref().map(|store| store.local_addr());
         let p = settings.ports;
         let addr = |port| SocketAddr::new(settings.host, port);
         let mut shop = Shop {
             store,
+            store_addr,
             store_url,
             order: None,
             payment: None,
@@ -222,6 +221,24 @@ impl Shop {
         Ok(())
     }
 
+    /// Stops the embedded store; the services keep running and find it again when it is back.
+    pub async fn stop_store(&mut self) {
+        if let Some(store) = self.store.take() {
+            store.stop().await;
+        }
+    }
+
+    /// Starts the embedded store again where it listened, on its data.
+    pub async fn start_store(&mut self) -> anyhow::Result<()> {
+        let Some(listen) = self.store_addr else {
+            anyhow::bail!("the shop runs on an external store");
+        };
+        if self.store.is_none() {
+            self.store = Some(start_store(&self.settings, listen).await?);
+        }
+        Ok(())
+    }
+
     /// Stops one service (its address is kept for its restart).
     pub async fn stop_service(&mut self, service: Service) {
         if let Some(running) = self.slot(service).take() {
@@ -263,6 +280,19 @@ impl Shop {
             store.stop().await;
         }
     }
+}
+
+async fn start_store(
+    settings: &ShopSettings,
+    listen: SocketAddr,
+) -> anyhow::Result<estore::RunningStore> {
+    estore::start(estore::Settings {
+        listen,
+        data_dir: settings.data_dir.join(config::ESTORE_DIR),
+        limits: estore::Limits::default(),
+    })
+    .await
+    .context("starting the event store")
 }
 
 /// The demo accounts (password = name): customers alice and bob, and the seller. Only the

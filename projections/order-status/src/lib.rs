@@ -89,6 +89,7 @@ impl Shared {
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
     let log = EventLog::connect(&settings.store_url)?;
+    let event_store = log.clone();
     let database = |e: StoreError| StartError::Database(e.to_string());
     let store = Arc::new(Store::open(&settings.database).map_err(database)?);
     let checkpoint = store.checkpoint().map_err(database)?;
@@ -125,6 +126,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         Some(settings.identity.clone()),
     )
     .await?
+    .needing_store(&event_store)
     .with_worker(projector))
 }
 

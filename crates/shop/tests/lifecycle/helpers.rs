@@ -63,6 +63,7 @@ pub struct Answer {
     pub status: u16,
     pub body: Value,
     pub content_type: String,
+    pub retry_after: Option<String>,
 }
 
 impl Answer {
@@ -278,11 +279,17 @@ pub async fn answer(response: reqwest::Response) -> Answer {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let bytes = response.bytes().await.unwrap();
     Answer {
         status,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         content_type,
+        retry_after,
     }
 }
 

@@ -167,3 +167,123 @@ async fn a_compensation_interrupted_by_a_restart_is_finished_after_it() {
     assert_eq!(t.stock(&product).await, 1);
     t.shop.stop().await;
 }
+
+/// Places orders (each with its own orderId) until `stop`: what was acknowledged, what was shed
+/// with 503 + Retry-After, and what failed otherwise.
+async fn place_until(
+    order_url: String,
+    identity: servicekit::IdentityKey,
+    product: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<String>, usize, Vec<String>) {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(REQUEST_MS_MAX))
+        .build()
+        .unwrap();
+    let actor = "customer:alice";
+    let (mut acknowledged, mut shed, mut failed) = (Vec::new(), 0, Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let order = uuid::Uuid::new_v4().to_string();
+        let sent = http
+            .post(format!("{order_url}/orders"))
+            .header("x-actor", actor)
+            .header(servicekit::PROOF_HEADER, identity.prove(actor))
+            .json(&serde_json::json!({"productId": product, "quantity": 1, "orderId": order}))
+            .send()
+            .await;
+        match sent.map(|r| (r.status().as_u16(), r.headers().contains_key("retry-after"))) {
+            Ok((201, _)) => acknowledged.push(order),
+            Ok((503, true)) => shed += 1,
+            other => failed.push(format!("{other:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (acknowledged, shed, failed)
+}
+
+/// The store stopped and started again under load: while it is away every service that needs
+/// it says it is not ready and commands are shed with 503 + Retry-After; once it is back every
+/// follower resumes, and every acknowledged order is worked once.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_store_away_commands_are_shed_and_when_it_is_back_every_follower_resumes() {
+    let mut t = spawn_shop().await;
+    let product = t.product("lamp", 1_000, 10_000).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(place_until(
+        t.shop.url(Service::Order),
+        t.shop.identity().clone(),
+        product,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    t.shop.stop_store().await;
+    let needing_store = [
+        Service::Order,
+        Service::Payment,
+        Service::Inventory,
+        Service::Delivery,
+        Service::Saga,
+        Service::OrderStatus,
+    ];
+    for service in needing_store {
+        eventually(&format!("{service:?} says it is not ready"), || async {
+            let ready = t.get(service, "/health/ready").await;
+            ready.status == 503 && ready.body["detail"] == "the event store does not answer"
+        })
+        .await;
+    }
+    let shed = t
+        .post(
+            Service::Order,
+            "/orders",
+            "customer:bob",
+            serde_json::json!({"productId": uuid::Uuid::new_v4(), "quantity": 1}),
+        )
+        .await;
+    assert_eq!(
+        (shed.status, shed.retry_after.is_some()),
+        (503, true),
+        "{shed:?}"
+    );
+    assert_eq!(t.get(Service::Order, "/health/live").await.status, 200);
+
+    t.shop.start_store().await.unwrap();
+    for service in needing_store {
+        eventually(&format!("{service:?} is ready again"), || async {
+            t.get(service, "/health/ready").await.status == 200
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, shed, failed) = load.await.unwrap();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    assert!(shed > 0, "the load never met the store away");
+    assert!(
+        acknowledged.len() >= 10,
+        "too little load: {acknowledged:?}"
+    );
+
+    // Every follower resumed: the saga opened each acknowledged order's payment once, and the
+    // read model shows it.
+    for order in &acknowledged {
+        eventually(
+            &format!("the read model shows {order} awaiting its deposit"),
+            || async {
+                let seen = t
+                    .get(Service::OrderStatus, &format!("/orders/{order}"))
+                    .await;
+                seen.body["status"] == "AwaitingDeposit"
+            },
+        )
+        .await;
+        assert_eq!(
+            t.event_types(&format!("payment-{order}")).await,
+            ["PayPlaced"],
+            "order {order}"
+        );
+    }
+    t.shop.stop().await;
+}
