@@ -357,3 +357,36 @@ async fn a_rollout_under_load_replaces_every_process_and_fails_no_request() {
     );
     fleet.stop().await;
 }
+
+/// Longest wait for a frozen part to be found not live, killed and started again, in ms: three
+/// liveness checks two seconds apart, a restart, and slack for a busy machine.
+const WEDGED_MS_MAX: u64 = 20_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_part_fails_its_liveness_and_is_replaced() {
+    let fleet = Fleet::start(1);
+    let pid = child(&state(fleet.dir.path()), "payment-1")["pid"]
+        .as_u64()
+        .unwrap();
+    // SAFETY: SIGSTOP to a child of the supervisor this test started: it stays, answering
+    // nothing, as a wedged process does.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+    let frozen = Instant::now();
+    let replaced = loop {
+        let now = child(&state(fleet.dir.path()), "payment-1").clone();
+        if now["pid"].as_u64().is_some_and(|new| new != pid) {
+            break now;
+        }
+        assert!(
+            frozen.elapsed() < Duration::from_millis(WEDGED_MS_MAX),
+            "a frozen payment-1 still runs: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let why = replaced["lastExit"].as_str().unwrap();
+    assert!(why.starts_with("not live"), "{why}");
+    assert!(!alive(pid), "the frozen process was left behind");
+    let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
+    assert!(order_goes_through(&http(), &fleet.gateway, deadline).await);
+    fleet.stop().await;
+}

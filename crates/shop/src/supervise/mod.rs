@@ -47,6 +47,12 @@ const HEALTHY_RUN_S: u64 = 30;
 const READY_S_MAX: u64 = 30;
 /// Longest wait for a child to exit after SIGTERM (its drain included), in seconds.
 const STOP_S_MAX: u64 = 15;
+/// How often a ready child's liveness is asked, how long one answer may take, and how many
+/// failed answers in a row make the supervisor kill it (to start it again), in milliseconds and
+/// answers: a frozen or wedged process is replaced within about 8 s.
+const LIVENESS_CHECK_MS: u64 = 2_000;
+const LIVENESS_WAIT_MS: u64 = 2_000;
+const LIVENESS_FAILURES_MAX: u32 = 3;
 /// The state file in the data directory.
 pub const STATE_FILE: &str = "supervisor.json";
 
@@ -376,6 +382,7 @@ async fn run(
     replacing: &mut mpsc::Receiver<Replace>,
 ) -> Ended {
     child.update(|state| state.pid = process.pid());
+    let mut liveness = Liveness::new(child);
     loop {
         let Process { os, ready } = &mut process;
         tokio::select! {
@@ -387,7 +394,18 @@ async fn run(
             },
             status = os.wait() => {
                 child.ready.send_replace(false);
-                return Ended::Exited(process::describe_exit(status));
+                let exit = process::describe_exit(status);
+                return Ended::Exited(match liveness.wedged.take() {
+                    Some(why) => format!("not live ({why}); {exit}"),
+                    None => exit,
+                });
+            }
+            _ = liveness.tick.tick(), if ready.is_none() && liveness.wedged.is_none() => {
+                if let Some(why) = liveness.check().await {
+                    tracing::warn!(part = %child.name, %why, "not live; killing it to start it again");
+                    let _ = os.start_kill();
+                    liveness.wedged = Some(why);
+                }
             }
             _ = stop_asked(stopping) => {
                 process.terminate(&child.name).await;
@@ -403,6 +421,58 @@ async fn run(
                     None => return Ended::Exited("its replacement did not start".to_string()),
                 }
                 child.update(|state| state.pid = process.pid());
+            }
+        }
+    }
+}
+
+/// Asks a child's `/health/live` and counts the failed answers in a row.
+struct Liveness {
+    url: String,
+    http: reqwest::Client,
+    tick: tokio::time::Interval,
+    failures_in_a_row: u32,
+    /// Why the process was killed, once it was.
+    wedged: Option<String>,
+}
+
+impl Liveness {
+    fn new(child: &Child) -> Liveness {
+        let period = Duration::from_millis(LIVENESS_CHECK_MS);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Liveness {
+            url: format!("{}/health/live", child.url),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_millis(LIVENESS_WAIT_MS))
+                .build()
+                .unwrap_or_default(),
+            tick,
+            failures_in_a_row: 0,
+            wedged: None,
+        }
+    }
+
+    /// Why the child must be replaced, once it failed `LIVENESS_FAILURES_MAX` answers in a row.
+    async fn check(&mut self) -> Option<String> {
+        let failed = match self.http.get(&self.url).send().await {
+            Ok(answer) if answer.status().is_success() => None,
+            Ok(answer) => Some(format!("liveness answered {}", answer.status())),
+            Err(error) if error.is_timeout() => Some(format!(
+                "liveness did not answer within {LIVENESS_WAIT_MS} ms"
+            )),
+            Err(error) => Some(format!("liveness unreachable: {error}")),
+        };
+        match failed {
+            None => {
+                self.failures_in_a_row = 0;
+                None
+            }
+            Some(why) => {
+                self.failures_in_a_row += 1;
+                (self.failures_in_a_row >= LIVENESS_FAILURES_MAX)
+                    .then(|| format!("{why}, {} times in a row", self.failures_in_a_row))
             }
         }
     }
