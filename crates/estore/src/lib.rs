@@ -26,5 +26,5 @@ pub mod streams;
 pub mod wire;
 
 pub use limits::Limits;
-pub use server::{connection_string, start, RunningStore, Settings, StartError};
+pub use server::{connection_string, start, start_on, RunningStore, Settings, StartError};
 pub use stats::Stats;

@@ -119,14 +119,28 @@ pub fn connection_string(addr: SocketAddr) -> String {
 
 /// Opens the log and starts serving; returns once the listener is bound.
 pub async fn start(settings: Settings) -> Result<RunningStore, StartError> {
+    let listen = |source| StartError::Listen {
+        addr: settings.listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(settings.listen).map_err(listen)?;
+    start_on(settings, listener).await
+}
+
+/// Opens the log and starts serving on `listener`, a listening socket bound already (e.g. one
+/// a supervisor handed over, which outlives this process); `settings.listen` is not used.
+pub async fn start_on(
+    settings: Settings,
+    listener: std::net::TcpListener,
+) -> Result<RunningStore, StartError> {
     let store = Store::open(&settings.data_dir, &settings.limits)?;
-    let listener =
-        TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: settings.listen,
-                source,
-            })?;
+    let listener = listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
+        .map_err(|source| StartError::Listen {
+            addr: settings.listen,
+            source,
+        })?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
         addr: settings.listen,
         source,

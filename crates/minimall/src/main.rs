@@ -124,7 +124,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Estore(args) => run_estore(args.settings()).await,
+        Command::Estore(args) => {
+            let listener = args.listener().context("listening")?;
+            let ready = args.ready_pipe().context("taking the readiness pipe")?;
+            run_estore(args.settings(), listener, ready).await
+        }
         Command::Up(args) if args.supervise => {
             let binary = std::env::current_exe().context("finding this binary")?;
             run_supervised(args.supervise_settings(binary)?).await
@@ -334,10 +338,17 @@ async fn run_part(
     Ok(())
 }
 
-async fn run_estore(settings: estore::Settings) -> anyhow::Result<()> {
-    let store = estore::start(settings)
+async fn run_estore(
+    settings: estore::Settings,
+    listener: std::net::TcpListener,
+    ready: Option<servicekit::ReadyPipe>,
+) -> anyhow::Result<()> {
+    let store = estore::start_on(settings, listener)
         .await
         .context("starting the event store")?;
+    if let Some(ready) = ready {
+        ready.tell().context("saying ready on the readiness pipe")?;
+    }
     // The line scripts and tests wait for: it carries the bound address (port 0 is allowed).
     println!(
         "estore listening on {} ({})",

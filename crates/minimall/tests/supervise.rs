@@ -177,8 +177,8 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
         "the fleet takes no order"
     );
 
-    // The payment replica the saga calls, a read-model replica, and the gateway itself.
-    for name in ["payment-1", "order-status-1", "gateway"] {
+    // The payment replica the saga calls, a read-model replica, the gateway and the store.
+    for name in ["payment-1", "order-status-1", "gateway", "estore"] {
         let pid = child(&state(dir.path()), name)["pid"].as_u64().unwrap();
         // SAFETY: SIGKILL to a child of the supervisor started by this test.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };

@@ -61,6 +61,14 @@ impl Listen {
         Ok(Listen::Socket(Arc::new(socket)))
     }
 
+    /// A listening socket of its own: bound at the address, or a copy of the socket handed.
+    pub fn bound(&self) -> io::Result<std::net::TcpListener> {
+        match self {
+            Listen::Bind(addr) => std::net::TcpListener::bind(addr),
+            Listen::Socket(socket) => socket.try_clone(),
+        }
+    }
+
     /// The socket to accept on.
     pub(crate) async fn listener(&self) -> io::Result<tokio::net::TcpListener> {
         match self {
@@ -102,6 +110,11 @@ impl ReadyPipe {
         while !running.is_ready() {
             tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;
         }
+        self.tell()
+    }
+
+    /// Says "ready" on the pipe now and closes it.
+    pub fn tell(self) -> io::Result<()> {
         let mut pipe = std::fs::File::from(self.0);
         io::Write::write_all(&mut pipe, b"ready\n")
     }

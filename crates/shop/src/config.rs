@@ -570,6 +570,13 @@ pub struct EstoreArgs {
         default_value_t = SocketAddr::from(([127, 0, 0, 1], Ports::DEFAULT.store))
     )]
     pub listen: SocketAddr,
+    /// Take connections on the listening socket inherited at this file descriptor instead of
+    /// binding `--listen` (how `up --supervise` hands the store its socket).
+    #[arg(long, env = "MINIMALL_ESTORE_LISTEN_FD")]
+    pub listen_fd: Option<i32>,
+    /// Write `ready` to the pipe inherited at this file descriptor once serving, then close it.
+    #[arg(long, env = "MINIMALL_ESTORE_READY_FD")]
+    pub ready_fd: Option<i32>,
     /// Directory holding the event log.
     #[arg(
         long,
@@ -580,6 +587,22 @@ pub struct EstoreArgs {
 }
 
 impl EstoreArgs {
+    /// The socket to serve on: the inherited one (`--listen-fd`, taken over by this call, so
+    /// made once), else `--listen` bound.
+    pub fn listener(&self) -> std::io::Result<std::net::TcpListener> {
+        match self.listen_fd {
+            Some(fd) => servicekit::Listen::inherited(fd)?.bound(),
+            None => servicekit::Listen::Bind(self.listen).bound(),
+        }
+    }
+
+    /// The pipe to say "ready" on (`--ready-fd`, taken over by this call, so made once).
+    pub fn ready_pipe(&self) -> std::io::Result<Option<servicekit::ReadyPipe>> {
+        self.ready_fd
+            .map(servicekit::ReadyPipe::inherited)
+            .transpose()
+    }
+
     pub fn settings(&self) -> estore::Settings {
         estore::Settings {
             listen: self.listen,

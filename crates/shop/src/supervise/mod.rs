@@ -120,11 +120,8 @@ struct Child {
     url: String,
     /// Where it is, for people (the store's connection string, a service's URL).
     shown: String,
-    /// The listening socket handed to each of its processes; `None` for the store, which binds
-    /// its address itself.
-    socket: Option<OwnedFd>,
-    /// Asked over HTTP for a child without a socket (answers 2xx once it can work).
-    ready_path: &'static str,
+    /// The listening socket handed to each of its processes.
+    socket: OwnedFd,
     handover: Handover,
     state: Mutex<ChildState>,
     /// Whether its current process said it is ready.

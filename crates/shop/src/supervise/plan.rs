@@ -209,15 +209,7 @@ impl Shared<'_> {
         handover: Handover,
     ) -> Child {
         let url = format!("http://{addr}");
-        child(
-            name,
-            args,
-            url.clone(),
-            url,
-            Some(socket),
-            handover,
-            self.changed,
-        )
+        child(name, args, url.clone(), url, socket, handover, self.changed)
     }
 }
 
@@ -226,22 +218,16 @@ fn estore_child(
     sockets: &mut Sockets,
     changed: &Arc<tokio::sync::Notify>,
 ) -> anyhow::Result<(Child, String)> {
-    let addr = sockets.free(crate::Ports::DEFAULT.store)?;
+    let (addr, socket) = sockets.bind(crate::Ports::DEFAULT.store, 0)?;
     let data = settings.data_dir.join(crate::config::ESTORE_DIR);
-    let args = vec![
-        "estore".into(),
-        "--listen".into(),
-        addr.to_string(),
-        "--data-dir".into(),
-        path(&data),
-    ];
+    let args = vec!["estore".into(), "--data-dir".into(), path(&data)];
     let connection = estore::connection_string(addr);
     let estore = child(
         "estore".into(),
         args,
         format!("http://{addr}"),
         connection.clone(),
-        None,
+        socket,
         Handover::Never,
         changed,
     );
@@ -253,7 +239,7 @@ fn child(
     args: Vec<String>,
     url: String,
     shown: String,
-    socket: Option<OwnedFd>,
+    socket: OwnedFd,
     handover: Handover,
     changed: &Arc<tokio::sync::Notify>,
 ) -> Child {
@@ -271,7 +257,6 @@ fn child(
         shown,
         url,
         socket,
-        ready_path: "/health/live",
         handover,
         ready: watch::channel(false).0,
         changed: Arc::clone(changed),
@@ -297,7 +282,7 @@ fn write_secret(file: &Path, secret: &Secret) -> anyhow::Result<PathBuf> {
     Ok(file.to_path_buf())
 }
 
-/// The listening sockets of the services: the first replica of a part at its default port
+/// The listening sockets of the parts: the first replica of a part at its default port
 /// unless free ports are asked for, every other at a free port. Bound once, here, and kept for
 /// the supervisor's life, so no other program can take a port between a part's processes.
 struct Sockets {
@@ -320,16 +305,5 @@ impl Sockets {
             .with_context(|| format!("listening on {addr} (is another shop running?)"))?;
         let bound = socket.local_addr()?;
         Ok((bound, super::process::kept(&socket)?))
-    }
-
-    /// An address for the store, which binds it itself: free when the store starts, unless
-    /// another program takes it first.
-    fn free(&mut self, default_port: u16) -> anyhow::Result<SocketAddr> {
-        let addr = self.addr(default_port, 0);
-        if addr.port() == default_port {
-            return Ok(addr);
-        }
-        let probe = std::net::TcpListener::bind(addr).context("finding a free port")?;
-        Ok(probe.local_addr()?)
     }
 }

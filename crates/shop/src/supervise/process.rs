@@ -120,8 +120,8 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Starts a process of `child`: output appended to its log in `logs`, its socket (if it has
-/// one) handed over at `SOCKET_FD` with a readiness pipe at `READY_FD`.
+/// Starts a process of `child`: output appended to its log in `logs`, its socket handed over at
+/// `SOCKET_FD` with a readiness pipe at `READY_FD`.
 pub(super) fn spawn(binary: &Path, logs: &Path, child: &Child) -> io::Result<Process> {
     std::fs::create_dir_all(logs)?;
     let log = std::fs::OpenOptions::new()
@@ -136,39 +136,21 @@ pub(super) fn spawn(binary: &Path, logs: &Path, child: &Child) -> io::Result<Pro
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    let pipe_ends = match &child.socket {
-        Some(socket) => {
-            let (read, write) = pipe()?;
-            let write = kept(&write)?;
-            let handed = (socket.as_raw_fd(), write.as_raw_fd());
-            command.args([
-                "--listen-fd".to_string(),
-                SOCKET_FD.to_string(),
-                "--ready-fd".to_string(),
-                READY_FD.to_string(),
-            ]);
-            hand_over(&mut command, Some(handed));
-            Some((read, write))
-        }
-        None => {
-            hand_over(&mut command, None);
-            None
-        }
-    };
+    let (read, write) = pipe()?;
+    let write = kept(&write)?;
+    command.args([
+        "--listen-fd".to_string(),
+        SOCKET_FD.to_string(),
+        "--ready-fd".to_string(),
+        READY_FD.to_string(),
+    ]);
+    hand_over(&mut command, child.socket.as_raw_fd(), write.as_raw_fd());
     let os = command.spawn()?;
-    let ready = match pipe_ends {
-        // The write end is the child's now: closing this copy lets the read end see the end of
-        // the file when the child exits.
-        Some((read, write)) => {
-            drop(write);
-            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
-            tokio::spawn(read_ready(pipe, child.name.clone()))
-        }
-        None => tokio::spawn(poll_ready(
-            format!("{}{}", child.url, child.ready_path),
-            child.name.clone(),
-        )),
-    };
+    // The write end is the child's now: closing this copy lets the read end see the end of the
+    // file when the child exits.
+    drop(write);
+    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
+    let ready = tokio::spawn(read_ready(pipe, child.name.clone()));
     Ok(Process {
         os,
         ready: Some(ready),
@@ -176,16 +158,14 @@ pub(super) fn spawn(binary: &Path, logs: &Path, child: &Child) -> io::Result<Pro
 }
 
 /// Between fork and exec: the handed descriptors to 3 and 4, and a parent-death signal.
-fn hand_over(command: &mut Command, handed: Option<(RawFd, RawFd)>) {
+fn hand_over(command: &mut Command, socket: RawFd, ready: RawFd) {
     // SAFETY: dup2 and prctl allocate nothing and are async-signal-safe, as code between fork
     // and exec must be; the descriptors are the supervisor's, open until spawn returns, and at
     // or above KEPT_FD_MIN, so neither dup2 overwrites the other's source.
     unsafe {
         command.pre_exec(move || {
-            if let Some((socket, ready)) = handed {
-                if libc::dup2(socket, SOCKET_FD) < 0 || libc::dup2(ready, READY_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+            if libc::dup2(socket, SOCKET_FD) < 0 || libc::dup2(ready, READY_FD) < 0 {
+                return Err(io::Error::last_os_error());
             }
             // A child outlives no supervisor, even one killed with SIGKILL.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -208,28 +188,4 @@ async fn read_ready(pipe: tokio::net::unix::pipe::Receiver, name: String) -> Res
             "{name} not ready after {READY_S_MAX} s (see logs/{name}.log)"
         )),
     }
-}
-
-/// For a child without a readiness pipe (the store): asks its URL until it answers 2xx.
-async fn poll_ready(url: String, name: String) -> Result<(), String> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(READY_S_MAX);
-    while Instant::now() < deadline {
-        if http
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!(
-        "{name} not ready after {READY_S_MAX} s (see logs/{name}.log)"
-    ))
 }
