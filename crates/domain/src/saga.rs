@@ -52,6 +52,25 @@ pub enum Trigger {
     DepositDue,
 }
 
+impl Trigger {
+    /// The trigger's name, without its data (for logs and metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Trigger::OrderPlaced(_) => "OrderPlaced",
+            Trigger::PaymentOpened { .. } => "PaymentOpened",
+            Trigger::DepositConfirmed => "DepositConfirmed",
+            Trigger::PaymentCancelled { .. } => "PaymentCancelled",
+            Trigger::StockTaken => "StockTaken",
+            Trigger::DeliveryStarted => "DeliveryStarted",
+            Trigger::OrderCancelled { .. } => "OrderCancelled",
+            Trigger::OrderClosed => "OrderClosed",
+            Trigger::StockShort => "StockShort",
+            Trigger::DeliveryRefused => "DeliveryRefused",
+            Trigger::DepositDue => "DepositDue",
+        }
+    }
+}
+
 /// A call the saga makes. Each is idempotent at the service that answers it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {

@@ -23,7 +23,7 @@ impl CatalogueView {
     /// Starts following the product streams from the start; the view fills as it goes.
     pub fn follow(log: &EventLog) -> (CatalogueView, tokio::task::JoinHandle<()>) {
         let view = CatalogueView::default();
-        let mut follower = log.follow(&[PRODUCT_STREAM_PREFIX], None);
+        let mut follower = log.follow("catalogue", &[PRODUCT_STREAM_PREFIX], None);
         let task = tokio::spawn({
             let view = view.clone();
             async move {

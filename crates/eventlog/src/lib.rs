@@ -63,6 +63,14 @@ pub struct Metadata {
     /// The request id the gateway gave the HTTP request, when there was one.
     #[serde(rename = "requestId", skip_serializing_if = "Option::is_none", default)]
     pub request_id: Option<String>,
+    /// The W3C trace context of the span that appended it (`00-<trace>-<span>-<flags>`), so
+    /// whoever acts on the event continues the same trace.
+    #[serde(
+        rename = "traceparent",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub trace_parent: Option<String>,
 }
 
 /// An event as read back, with where it is and why it happened.
@@ -396,9 +404,17 @@ impl EventLog {
     }
 
     /// Follows `$all` (streams whose names start with one of `prefixes`), after `after` or from
-    /// the start.
-    pub fn follow(&self, prefixes: &[&str], after: Option<LogPosition>) -> Follower {
+    /// the start. `name` labels its metrics: `minimall_follower_events_total`,
+    /// `minimall_follower_lag_seconds` (how old the last event handed out is) and
+    /// `minimall_follower_caught_up` (1 once live, 0 while catching up or reconnecting).
+    pub fn follow(
+        &self,
+        name: &'static str,
+        prefixes: &[&str],
+        after: Option<LogPosition>,
+    ) -> Follower {
         Follower {
+            name,
             client: self.client.clone(),
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             after,
@@ -460,6 +476,7 @@ const FOLLOW_BACKOFF_MS_MAX: u64 = 5_000;
 /// A catch-up subscription that survives the store going away: it subscribes again after the
 /// last event it handed out.
 pub struct Follower {
+    name: &'static str,
     client: Client,
     prefixes: Vec<String>,
     after: Option<LogPosition>,
@@ -489,19 +506,28 @@ impl Follower {
                         prepare: recorded.position.prepare,
                     };
                     self.after = Some(position);
+                    let metadata: Option<Metadata> =
+                        serde_json::from_slice(&recorded.custom_metadata).ok();
+                    self.seen(metadata.as_ref());
                     return Followed::Event(Box::new(Seen {
                         stream: recorded.stream_id.clone(),
                         event_type: recorded.event_type.clone(),
                         id: recorded.id,
                         data: recorded.data.to_vec(),
-                        metadata: serde_json::from_slice(&recorded.custom_metadata).ok(),
+                        metadata,
                         revision: recorded.revision,
                         position,
                     }));
                 }
-                Ok(eventstore::SubscriptionEvent::CaughtUp) => return Followed::CaughtUp,
+                Ok(eventstore::SubscriptionEvent::CaughtUp) => {
+                    metrics::gauge!("minimall_follower_caught_up", "follower" => self.name)
+                        .set(1.0);
+                    return Followed::CaughtUp;
+                }
                 Ok(_) => {}
                 Err(e) => {
+                    metrics::gauge!("minimall_follower_caught_up", "follower" => self.name)
+                        .set(0.0);
                     self.failures = self.failures.saturating_add(1);
                     let pause = (100u64 << self.failures.min(6)).min(FOLLOW_BACKOFF_MS_MAX);
                     tracing::warn!(error = %e, pause_ms = pause, "subscription to the store lost; subscribing again");
@@ -509,6 +535,14 @@ impl Follower {
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
             }
+        }
+    }
+
+    fn seen(&self, metadata: Option<&Metadata>) {
+        metrics::counter!("minimall_follower_events_total", "follower" => self.name).increment(1);
+        if let Some(metadata) = metadata {
+            let age = (Utc::now() - metadata.at).num_milliseconds().max(0) as f64 / 1_000.0;
+            metrics::gauge!("minimall_follower_lag_seconds", "follower" => self.name).set(age);
         }
     }
 

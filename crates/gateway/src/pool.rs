@@ -78,6 +78,7 @@ impl Pool {
                 .collect(),
             next: AtomicUsize::new(0),
             breaker: Breaker::new(
+                &format!("gateway-{name}"),
                 settings.breaker_failures_max,
                 settings.breaker_open_s,
                 settings.breaker_open_s * 8,
@@ -133,7 +134,7 @@ impl Pool {
     /// failure; a 4xx, and a 503 + Retry-After (shedding on purpose), is an answer. A replica that refuses the connection is out of rotation
     /// until its next readiness check passes; a `retry_safe` request (a read, or a command
     /// carrying its idempotency key) that did not reach a replica's answer is sent once more, to
-    /// another replica, instead of failing.
+    /// another replica (or the only one again), instead of failing.
     pub async fn send(
         &self,
         request: Outgoing,
@@ -142,15 +143,15 @@ impl Pool {
         let first = self.pick(None).ok_or(Failure::NoReplica(self.name))?;
         let attempt = async {
             match self.send_to(first, &request).await {
-                Err(Failed::Unreached(error)) if retry_safe => match self.pick(Some(first)) {
-                    Some(other) => {
-                        tracing::info!(upstream = self.name, %error, "retrying on another replica");
-                        self.send_to(other, &request)
-                            .await
-                            .map_err(Failed::into_failure)
-                    }
-                    None => Err(error),
-                },
+                Err(Failed::Unreached(error)) if retry_safe => {
+                    // The only replica is tried again: a new connection may reach the process
+                    // that took over its socket.
+                    let other = self.pick(Some(first)).unwrap_or(first);
+                    tracing::info!(upstream = self.name, %error, "retrying on another replica");
+                    self.send_to(other, &request)
+                        .await
+                        .map_err(Failed::into_failure)
+                }
                 answered => answered.map_err(Failed::into_failure),
             }
         };

@@ -237,11 +237,23 @@ impl Caller {
     }
 }
 
-fn request_id_of(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("unknown"))
+/// What a forwarded request carries of the one that came in: its request id, and this
+/// gateway's span of its trace (`traceparent`, as `servicekit::serve` set it).
+struct Hop {
+    request_id: HeaderValue,
+    trace: Option<HeaderValue>,
+}
+
+impl Hop {
+    fn of(headers: &HeaderMap) -> Hop {
+        Hop {
+            request_id: headers
+                .get(REQUEST_ID)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            trace: headers.get(servicekit::TRACEPARENT_HEADER).cloned(),
+        }
+    }
 }
 
 /// An id in a path: a UUID, or the thing does not exist (nothing is forwarded).
@@ -270,13 +282,16 @@ struct Forward<'a> {
     path: String,
     caller: Option<&'a Claims>,
     body: Option<Bytes>,
-    request_id: HeaderValue,
+    hop: Hop,
 }
 
 impl Forward<'_> {
     async fn send(self, gateway: &Gateway, live: bool) -> Result<reqwest::Response, Problem> {
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(REQUEST_ID, self.request_id);
+        headers.insert(REQUEST_ID, self.hop.request_id);
+        if let Some(trace) = self.hop.trace {
+            headers.insert(servicekit::TRACEPARENT_HEADER, trace);
+        }
         // Anonymous reads go as the gateway itself: services answer only signed identities.
         let actor = self
             .caller
@@ -352,7 +367,7 @@ async fn relay(
         path,
         caller,
         body,
-        request_id: request_id_of(headers),
+        hop: Hop::of(headers),
     }
     .relay(gateway)
     .await
@@ -572,7 +587,7 @@ async fn order_command(
         path: format!("/orders/{order}/{command}"),
         caller: Some(customer),
         body: json_body(headers, body)?,
-        request_id: request_id_of(headers),
+        hop: Hop::of(headers),
     }
     .relay(gateway)
     .await
@@ -619,7 +634,7 @@ async fn visible_order(
         path,
         caller: Some(claims),
         body: None,
-        request_id: request_id_of(headers),
+        hop: Hop::of(headers),
     }
     .send(gateway, false)
     .await?;
@@ -732,7 +747,7 @@ async fn live_stream(
         path,
         caller: Some(claims),
         body: None,
-        request_id: request_id_of(headers),
+        hop: Hop::of(headers),
     }
     .send(gateway, true)
     .await?;

@@ -94,25 +94,56 @@ enum ProjectionsCommand {
 }
 
 /// Human text where a person reads the logs (a terminal), JSON lines for a log collector;
-/// colours only on a terminal.
-fn init_logging(format: Option<LogFormat>) {
+/// colours only on a terminal. Spans are also exported over OTLP as `service` when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the export is returned, to flush at the end).
+fn init_logging(
+    format: Option<LogFormat>,
+    service: Option<String>,
+) -> anyhow::Result<Option<servicekit::otel::Export>> {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer, Registry};
     let terminal = std::io::stderr().is_terminal();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(terminal);
     let json = format.unwrap_or(if terminal {
         LogFormat::Text
     } else {
         LogFormat::Json
     }) == LogFormat::Json;
-    if json {
-        logs.json().init();
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(terminal);
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![if json {
+        logs.json().boxed()
     } else {
-        logs.init();
+        logs.boxed()
+    }];
+    let mut exporting = None;
+    if let Some(service) = service {
+        if let Some((layer, export)) =
+            servicekit::otel::layer::<Registry>(&service).map_err(anyhow::Error::msg)?
+        {
+            layers.push(layer.boxed());
+            exporting = Some(export);
+        }
+    }
+    tracing_subscriber::registry()
+        .with(layers.with_filter(filter))
+        .init();
+    Ok(exporting)
+}
+
+impl Command {
+    /// The name the command's spans are exported as, for commands that serve.
+    fn service(&self) -> Option<String> {
+        match self {
+            Command::Up(_) => Some("minimall".to_string()),
+            Command::Serve { part, .. } => Some(format!("minimall-{}", part.service().name())),
+            Command::Estore(_) => Some("minimall-estore".to_string()),
+            _ => None,
+        }
     }
 }
 
@@ -122,8 +153,17 @@ const PROBE_MS_MAX: u64 = 2_000;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match cli.command {
+    let export = init_logging(cli.log_format, cli.command.service())?;
+    let outcome = run(cli.command).await;
+    if let Some(export) = export {
+        // Blocking: it sends what is still buffered.
+        let _ = tokio::task::spawn_blocking(move || export.shutdown()).await;
+    }
+    outcome
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Estore(args) => {
             let listener = args.listener().context("listening")?;
             let ready = args.ready_pipe().context("taking the readiness pipe")?;

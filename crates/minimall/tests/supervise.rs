@@ -2,11 +2,12 @@
 //! gateway; a part killed with SIGKILL is started again and the shop takes orders again within a
 //! bound; SIGTERM stops the whole fleet, leaving no process behind.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+mod common;
 
 /// Longest wait for the fleet to come up, and for the shop to take orders again after a kill,
 /// in milliseconds.
@@ -98,25 +99,7 @@ impl Fleet {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut gateway = None;
-        let started = Instant::now();
-        let mut lines = BufReader::new(supervisor.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(url) = line.trim().strip_prefix("gateway") {
-                gateway.get_or_insert(url.trim().to_string());
-            }
-            if line.starts_with("Ctrl-C stops it.") {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_millis(UP_MS_MAX),
-                "not up"
-            );
-        }
-        let gateway = gateway.expect("the first lines name the gateway");
-        // Whatever else it prints is read, so it never writes into a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let gateway = common::gateway_of(&mut supervisor, UP_MS_MAX);
         Fleet {
             supervisor,
             gateway,

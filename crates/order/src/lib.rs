@@ -187,6 +187,8 @@ async fn place(
         Some(text) => OrderId::parse(text)?,
         None => OrderId::new(),
     };
+    // The request's span names the order from here on (its path names none yet).
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let product_id = ProductId::parse(&request.product_id)?;
     let quantity = Quantity::parse(request.quantity)?;
     let unit_price = price(&app, product_id)
@@ -303,7 +305,7 @@ async fn ask_payment_to_cancel(
             &format!("/payments/{order_id}/cancel"),
             &body,
             "system:order",
-            caller.causation_id,
+            caller.cause(),
         )
         .await
         .map_err(|e| match e {

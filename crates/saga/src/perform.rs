@@ -3,8 +3,7 @@
 //! waits — it never takes silence for a refusal (an unreachable inventory is not "out of stock").
 
 use domain::saga::{Action, Trigger};
-use servicekit::{Reply, Upstream};
-use uuid::Uuid;
+use servicekit::{Cause, Reply, Upstream};
 
 /// Who the saga is in the calls it makes.
 const SAGA_ACTOR: &str = "system:saga";
@@ -35,7 +34,7 @@ pub struct Unavailable;
 
 impl Services {
     /// Makes the call for `action` once (with the upstream's own bounded retries).
-    pub async fn perform(&self, action: &Action, cause: Uuid) -> Result<Answer, Unavailable> {
+    pub async fn perform(&self, action: &Action, cause: Cause) -> Result<Answer, Unavailable> {
         let (upstream, path, body) = self.call_for(action);
         match upstream.post(&path, &body, SAGA_ACTOR, cause).await {
             Ok(reply) => meaning(action, &reply),

@@ -24,8 +24,9 @@ use eventlog::{
     Actor, ActorKind, Appended, EventLog, Followed, LogPosition, Metadata, CONFLICT_RETRIES_MAX,
 };
 use serde::Serialize;
-use servicekit::{Readiness, Running, Upstream};
+use servicekit::{Cause, Readiness, Running, TraceParent, Upstream};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::checkpoint::{CheckpointStored, CHECKPOINT_STREAM};
@@ -51,8 +52,8 @@ const DEADLINE_TICK_MS: u64 = 200;
 struct Work {
     order_id: OrderId,
     trigger: Trigger,
-    /// The event (or timer firing) that caused it.
-    cause: Uuid,
+    /// The event (or timer firing) that caused it, and the trace it continues.
+    cause: Cause,
     position: Option<LogPosition>,
 }
 
@@ -170,8 +171,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         Some(settings.identity.clone()),
     )
     .await?;
-    for receiver in receivers {
-        running = running.with_worker(tokio::spawn(work(Arc::clone(&shared), receiver)));
+    for (shard, receiver) in receivers.into_iter().enumerate() {
+        running = running.with_worker(tokio::spawn(work(Arc::clone(&shared), shard, receiver)));
     }
     let store = shared.log.clone();
     Ok(running
@@ -197,7 +198,7 @@ async fn read(shared: Arc<Shared>) {
     };
     tracing::info!(?after, "saga following the store");
     *lock(&shared.started_after) = Some(after);
-    let mut follower = shared.log.follow(&FOLLOWED_PREFIXES, after);
+    let mut follower = shared.log.follow("saga", &FOLLOWED_PREFIXES, after);
     loop {
         let seen = match follower.next().await {
             Followed::CaughtUp => {
@@ -220,7 +221,15 @@ async fn read(shared: Arc<Shared>) {
         let work = Work {
             order_id,
             trigger,
-            cause: seen.id,
+            cause: Cause {
+                id: seen.id,
+                // The trace of whoever appended the event goes on in the step it causes.
+                trace: seen
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.trace_parent.as_deref())
+                    .and_then(TraceParent::parse),
+            },
             position: Some(seen.position),
         };
         if shared.shards[shard_of(order_id)].send(work).await.is_err() {
@@ -238,11 +247,14 @@ fn shard_of(order_id: OrderId) -> usize {
 /// A shard: handles its orders' triggers one at a time, in order. A trigger whose step needs an
 /// unavailable service is parked, with every later trigger of the same order behind it, and
 /// tried again every `retry_pause`; the shard meanwhile goes on with other orders.
-async fn work(shared: Arc<Shared>, mut queue: mpsc::Receiver<Work>) {
+async fn work(shared: Arc<Shared>, shard: usize, mut queue: mpsc::Receiver<Work>) {
     let mut parked: HashMap<OrderId, VecDeque<Work>> = HashMap::new();
     let mut parked_count = 0usize;
     let mut retry = tokio::time::interval(shared.retry_pause);
+    let parked_gauge =
+        metrics::gauge!("minimall_saga_parked_triggers", "shard" => shard.to_string());
     loop {
+        parked_gauge.set(parked_count as f64);
         tokio::select! {
             work = queue.recv(), if parked_count < PARKED_WORKS_MAX => {
                 let Some(work) = work else { return };
@@ -284,7 +296,38 @@ async fn work(shared: Arc<Shared>, mut queue: mpsc::Receiver<Work>) {
 
 /// Handles one trigger; gives it back if a service it needs (or the store) is unavailable.
 async fn run(shared: &Shared, work: Work) -> Option<Work> {
-    let due_at = match handle(shared, &work).await {
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!(
+        "saga_step",
+        order_id = %work.order_id,
+        correlation_id = %work.order_id,
+        causation_id = %work.cause.id,
+        trigger = work.trigger.name(),
+        trace_id = tracing::field::Empty,
+    );
+    // The step is a span of the event's trace (a new trace for a timer); its calls and the
+    // saga's events carry the step's own span context.
+    let trace = servicekit::otel::continue_trace(&span, work.cause.trace);
+    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+    let work = Work {
+        cause: Cause {
+            trace: Some(trace),
+            ..work.cause
+        },
+        ..work
+    };
+    let handled = handle(shared, &work).instrument(span).await;
+    let outcome = match handled {
+        Handled::Parked => "parked",
+        Handled::Done { .. } => "done",
+    };
+    metrics::histogram!(
+        "minimall_saga_step_duration_seconds",
+        "trigger" => work.trigger.name(),
+        "outcome" => outcome
+    )
+    .record(started.elapsed().as_secs_f64());
+    let due_at = match handled {
         Handled::Parked => return Some(work),
         Handled::Done { due_at } => due_at,
     };
@@ -378,13 +421,14 @@ async fn handle(shared: &Shared, work: &Work) -> Handled {
         }
         let metadata = Metadata {
             correlation_id: work.order_id.as_uuid(),
-            causation_id: work.cause,
+            causation_id: work.cause.id,
             actor: Actor {
                 kind: ActorKind::System,
                 id: "saga".to_string(),
             },
             at: Utc::now(),
             request_id: None,
+            trace_parent: work.cause.trace.map(|trace| trace.to_string()),
         };
         match shared
             .log
@@ -428,7 +472,10 @@ async fn deadlines(shared: Arc<Shared>) {
             let work = Work {
                 order_id,
                 trigger: Trigger::DepositDue,
-                cause: Uuid::new_v4(),
+                cause: Cause {
+                    id: Uuid::new_v4(),
+                    trace: None,
+                },
                 position: None,
             };
             // A full shard gets the check on a later tick (the timer fires again): the timer
@@ -466,6 +513,7 @@ async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
             },
             at: Utc::now(),
             request_id: None,
+            trace_parent: None,
         };
         let event = CheckpointStored::from(position);
         match shared

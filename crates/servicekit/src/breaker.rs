@@ -17,14 +17,18 @@ pub enum Tripped<E> {
 }
 
 #[derive(Clone)]
-pub struct Breaker(StateMachine<ConsecutiveFailures<EqualJittered>, ()>);
+pub struct Breaker {
+    state: StateMachine<ConsecutiveFailures<EqualJittered>, ()>,
+    /// Its name in the `minimall_breaker_open` gauge (1 open, 0 closed): the service called.
+    name: std::sync::Arc<str>,
+}
 
 impl Breaker {
     /// Opens after `failures_max` failures in a row, for `open_s` seconds, doubling (jittered)
     /// up to `open_s_max` while failures go on. failsafe panics on pauses under a second and
     /// jitters in whole seconds within [s/2, s], so below 2 s it would open for 0 s: the pause
     /// is clamped to at least 2 s rather than trusted from configuration.
-    pub fn new(failures_max: u32, open_s: u64, open_s_max: u64) -> Breaker {
+    pub fn new(name: &str, failures_max: u32, open_s: u64, open_s_max: u64) -> Breaker {
         let open_s = open_s.max(2);
         let policy = failsafe::failure_policy::consecutive_failures(
             failures_max.max(1),
@@ -33,12 +37,15 @@ impl Breaker {
                 Duration::from_secs(open_s_max.max(open_s)),
             ),
         );
-        Breaker(failsafe::Config::new().failure_policy(policy).build())
+        Breaker {
+            state: failsafe::Config::new().failure_policy(policy).build(),
+            name: name.into(),
+        }
     }
 
     /// Whether a call would go through now.
     pub fn is_call_permitted(&self) -> bool {
-        self.0.is_call_permitted()
+        self.state.is_call_permitted()
     }
 
     /// Runs `call` unless the breaker is open; an `Err` counts as a failure.
@@ -46,10 +53,13 @@ impl Breaker {
         &self,
         call: impl Future<Output = Result<T, E>>,
     ) -> Result<T, Tripped<E>> {
-        match self.0.call(call).await {
+        let outcome = match self.state.call(call).await {
             Ok(value) => Ok(value),
             Err(failsafe::Error::Rejected) => Err(Tripped::Open),
             Err(failsafe::Error::Inner(e)) => Err(Tripped::Failed(e)),
-        }
+        };
+        let open = if self.is_call_permitted() { 0.0 } else { 1.0 };
+        metrics::gauge!("minimall_breaker_open", "breaker" => self.name.to_string()).set(open);
+        outcome
     }
 }

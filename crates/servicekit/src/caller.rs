@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use eventlog::{Actor, ActorKind, Metadata};
 use uuid::Uuid;
 
-use crate::Problem;
+use crate::{Problem, TraceParent, TRACEPARENT_HEADER};
 
 pub const ACTOR_HEADER: &str = "x-actor";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -19,12 +19,22 @@ const REQUEST_ID_BYTES_MAX: usize = 128;
 /// Longest accepted actor id, in characters.
 const ACTOR_ID_CHARS_MAX: usize = 64;
 
+/// Why a call to another service is made: the event or command that caused it (its
+/// `$causationId` there), and the span it is made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    pub id: Uuid,
+    pub trace: Option<TraceParent>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub actor: Actor,
     pub request_id: Option<String>,
     /// What caused this request: the header's id, or a fresh id naming this command.
     pub causation_id: Uuid,
+    /// This request's span: a child of the caller's `traceparent`, or a new trace.
+    pub trace: TraceParent,
 }
 
 impl Caller {
@@ -36,6 +46,15 @@ impl Caller {
             actor: self.actor.clone(),
             at: chrono::Utc::now(),
             request_id: self.request_id.clone(),
+            trace_parent: Some(self.trace.to_string()),
+        }
+    }
+
+    /// Why a call this request makes to another service is made.
+    pub fn cause(&self) -> Cause {
+        Cause {
+            id: self.causation_id,
+            trace: Some(self.trace),
         }
     }
 
@@ -129,10 +148,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 .map_err(|_| Problem::bad_request(format!("{CAUSATION_HEADER} must be a UUID")))?,
             None => Uuid::new_v4(),
         };
+        // `serve` put this request's own span there (a child of the caller's).
+        let trace = header(TRACEPARENT_HEADER)?
+            .and_then(TraceParent::parse)
+            .unwrap_or_else(TraceParent::root);
         Ok(Caller {
             actor,
             request_id,
             causation_id,
+            trace,
         })
     }
 }

@@ -10,21 +10,26 @@ mod breaker;
 mod caller;
 mod handover;
 mod identity;
+pub mod metered;
+pub mod otel;
 mod problem;
 mod secret;
 mod serve;
+mod trace;
 mod upstream;
 mod written;
 
 pub use api_error::{ApiError, StartError};
 pub use breaker::{Breaker, Tripped};
-pub use caller::{Caller, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
+pub use caller::{Caller, Cause, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
 pub use handover::{Listen, ReadyPipe};
 pub use identity::{IdentityKey, PROOF_HEADER, PROOF_TTL_S};
 pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, Query};
 pub use secret::Secret;
 pub use serve::{
     serve, Readiness, Running, Stopping, BODY_BYTES_MAX, DRAIN_NOTICE_MS_MAX, STORE_GONE_S_MAX,
+    TRACE_ID_HEADER,
 };
+pub use trace::{TraceParent, TRACEPARENT_HEADER};
 pub use upstream::{CallError, Reply, Upstream, UpstreamSettings};
 pub use written::{answer, Written};

@@ -4,7 +4,6 @@
 //! (so a gateway or a kubelet takes it out of rotation), long-lived answers are told to end,
 //! then requests in flight finish within a bound.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +18,18 @@ use axum::Router;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::{IdentityKey, Listen, Problem, ACTOR_HEADER, PROOF_HEADER};
+use axum::extract::{rejection::RawPathParamsRejection, RawPathParams};
+use axum::http::HeaderValue;
+use tracing::Instrument;
+
+use crate::{
+    IdentityKey, Listen, Problem, TraceParent, ACTOR_HEADER, PROOF_HEADER, REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+};
+
+/// The answer's header naming the request's trace id (32 hex digits), to find its spans and log
+/// lines by.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
 /// Largest request body any service accepts, in bytes: commands are a few fields.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
@@ -67,30 +77,6 @@ impl Readiness {
     }
 }
 
-/// Requests answered, by route and status.
-#[derive(Default)]
-struct Metrics {
-    service: &'static str,
-    answered: Mutex<BTreeMap<(String, u16), u64>>,
-}
-
-impl Metrics {
-    fn render(&self) -> String {
-        let answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
-        let mut text = String::from(
-            "# HELP minimall_http_requests_total Requests answered, by route and status.\n\
-             # TYPE minimall_http_requests_total counter\n",
-        );
-        for ((route, status), count) in answered.iter() {
-            text.push_str(&format!(
-                "minimall_http_requests_total{{service=\"{}\",route=\"{route}\",status=\"{status}\"}} {count}\n",
-                self.service
-            ));
-        }
-        text
-    }
-}
-
 /// Lets through only requests whose `x-actor` carries a valid proof.
 async fn identified(State(key): State<Arc<IdentityKey>>, request: Request, next: Next) -> Response {
     // In a block: a borrow of the request (its body is not Sync) must not live across the await.
@@ -116,21 +102,82 @@ async fn identified(State(key): State<Arc<IdentityKey>>, request: Request, next:
     next.run(request).await
 }
 
-async fn count(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+/// Runs every request in a span (service, method, route, request id, trace id, the order's id
+/// when the path names one) as a span of the caller's trace (`traceparent`, or a new trace),
+/// whose context replaces the header so handlers pass this span on; answers with the trace id
+/// (`x-trace-id`); counts and times every answer by service, route and status.
+async fn observe(
+    State(service): State<&'static str>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // The matched route, not the raw path: ids in paths would make the label set unbounded.
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let response = next.run(request).await;
-    let key = (route, response.status().as_u16());
-    *metrics
-        .answered
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key)
-        .or_default() += 1;
+    // In a block: a borrow of the request (its body is not Sync) must not live across the await.
+    let (parent, request_id) = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let parent = header(TRACEPARENT_HEADER).and_then(TraceParent::parse);
+        (parent, header(REQUEST_ID_HEADER).unwrap_or("").to_string())
+    };
+    let order_id = params
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "order_id")
+                .map(|(_, value)| value.to_string())
+        })
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        service,
+        method = %request.method(),
+        route = %route,
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        order_id = %order_id,
+    );
+    let trace = crate::otel::continue_trace(&span, parent);
+    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+    if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
+        request.headers_mut().insert(TRACEPARENT_HEADER, value);
+    }
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&trace.trace_id_hex()) {
+        response.headers_mut().insert(TRACE_ID_HEADER, value);
+    }
+    let labels = [
+        ("service", service.to_string()),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("minimall_http_requests_total", &labels).increment(1);
+    metrics::histogram!("minimall_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Once the service is stopping, every answer says `Connection: close`: clients leave their
+/// kept-alive connections to it after their next request instead of finding them closed under
+/// a request when it stops.
+async fn close_when_stopping(
+    Extension(stopping): Extension<Stopping>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if stopping.is_stopping() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     response
 }
 
@@ -260,10 +307,7 @@ pub async fn serve(
         None => routes,
     };
     let (stopping, _) = watch::channel(false);
-    let metrics = Arc::new(Metrics {
-        service: name,
-        answered: Mutex::default(),
-    });
+    crate::metered::recorder();
     let ended_worker: Arc<Mutex<Option<String>>> = Arc::default();
     let store: Arc<std::sync::OnceLock<eventlog::StoreReach>> = Arc::default();
     let app = routes
@@ -303,13 +347,7 @@ pub async fn serve(
                 }
             }),
         )
-        .route(
-            "/metrics",
-            get({
-                let metrics = Arc::clone(&metrics);
-                move || async move { metrics.render() }
-            }),
-        )
+        .route("/metrics", get(|| async { crate::metered::render() }))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -319,7 +357,8 @@ pub async fn serve(
                 "this route does not take that method",
             )
         })
-        .layer(middleware::from_fn_with_state(metrics, count))
+        .layer(middleware::from_fn(close_when_stopping))
+        .layer(middleware::from_fn_with_state(name, observe))
         .layer(Extension(Stopping(stopping.subscribe())))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
     let listener = listen.listener().await?;

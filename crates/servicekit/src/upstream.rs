@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::{
-    Breaker, IdentityKey, Tripped, ACTOR_HEADER, CAUSATION_HEADER, PROOF_HEADER, REQUEST_ID_HEADER,
+    Breaker, Cause, IdentityKey, Tripped, ACTOR_HEADER, CAUSATION_HEADER, PROOF_HEADER,
+    REQUEST_ID_HEADER, TRACEPARENT_HEADER,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,7 @@ impl Upstream {
             .build()
             .unwrap_or_default();
         let breaker = Breaker::new(
+            service,
             settings.breaker_failures_max,
             settings.breaker_open_s,
             settings.breaker_open_s_max,
@@ -122,14 +124,16 @@ impl Upstream {
         self.breaker.is_call_permitted()
     }
 
-    /// POSTs `body` as JSON to `path`, on behalf of `actor`, naming what caused the call.
+    /// POSTs `body` as JSON to `path`, on behalf of `actor`, naming what caused the call and
+    /// the span it is made from.
     pub async fn post(
         &self,
         path: &str,
         body: &impl Serialize,
         actor: &str,
-        causation_id: uuid::Uuid,
+        cause: Cause,
     ) -> Result<Reply, CallError> {
+        let causation_id = cause.id;
         let body = serde_json::to_vec(body).unwrap_or_default();
         let url = format!("{}{}", self.settings.base_url, path);
         let mut attempt = 0;
@@ -144,6 +148,10 @@ impl Upstream {
                 .header(CAUSATION_HEADER, causation_id.to_string())
                 .header(REQUEST_ID_HEADER, format!("{causation_id}-{attempt}"))
                 .body(body.clone());
+            let request = match cause.trace {
+                Some(trace) => request.header(TRACEPARENT_HEADER, trace.to_string()),
+                None => request,
+            };
             let outcome = self.breaker.call(send(request)).await;
             let reason = match outcome {
                 Ok(reply) => return Ok(reply),

@@ -84,6 +84,21 @@ pub enum Service {
     Gateway,
 }
 
+impl Service {
+    /// The part's name, as `minimall serve` takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Service::Order => "order",
+            Service::Payment => "payment",
+            Service::Inventory => "inventory",
+            Service::Delivery => "delivery",
+            Service::Saga => "saga",
+            Service::OrderStatus => "order-status",
+            Service::Gateway => "gateway",
+        }
+    }
+}
+
 /// The running shop.
 pub struct Shop {
     settings: ShopSettings,

@@ -148,7 +148,7 @@ impl Drop for AbortOnDrop {
 impl Feed {
     fn start(log: &EventLog, after: Option<LogPosition>) -> Feed {
         let (sender, events) = mpsc::channel(FOLLOW_QUEUE_MAX);
-        let mut follower = log.follow(&FOLLOWED_PREFIXES, after);
+        let mut follower = log.follow("order-status", &FOLLOWED_PREFIXES, after);
         let task = tokio::spawn(async move {
             loop {
                 if sender.send(follower.next().await).await.is_err() {

@@ -42,6 +42,7 @@ fn metadata(correlation: Uuid, kind: ActorKind, id: &str) -> Metadata {
         },
         at: Utc::now(),
         request_id: Some("req-1".into()),
+        trace_parent: None,
     }
 }
 

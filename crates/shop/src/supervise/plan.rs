@@ -11,6 +11,10 @@ use tokio::sync::watch;
 
 use super::{Child, ChildState, Handover, SuperviseSettings, REPLICAS_MAX};
 
+/// The drain notice of a supervised part, in milliseconds: long enough for a client's next
+/// request on a kept-alive connection to learn that the connection closes.
+const SUPERVISED_DRAIN_MS: u64 = 250;
+
 /// The children in tiers: each tier starts once the one before is ready.
 pub(super) struct Plan {
     pub tiers: Vec<Vec<Child>>,
@@ -181,8 +185,9 @@ fn replica(part: &str, i: usize) -> String {
 }
 
 impl Shared<'_> {
-    /// `serve <part>` with what every supervised part gets. No drain notice: the socket stays
-    /// open while a process stops, so nobody routing to it must first take it out of rotation.
+    /// `serve <part>` with what every supervised part gets. A short drain notice: the socket
+    /// stays open while a process stops, so nobody must take it out of rotation, but the
+    /// clients on its kept-alive connections are told (`Connection: close`) to leave them.
     fn serve(&self, part: &str) -> Vec<String> {
         vec![
             "serve".into(),
@@ -190,7 +195,7 @@ impl Shared<'_> {
             "--identity-secret-file".into(),
             path(&self.identity),
             "--drain-ms".into(),
-            "0".into(),
+            SUPERVISED_DRAIN_MS.to_string(),
         ]
     }
 

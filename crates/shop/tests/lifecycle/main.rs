@@ -11,3 +11,4 @@ mod outages;
 mod read_model;
 mod receipt_and_overdue;
 mod stock;
+mod telemetry;

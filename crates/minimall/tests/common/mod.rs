@@ -1,0 +1,28 @@
+//! What the binary's tests share.
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Reads the first lines `minimall up` prints until it says it is up, and gives the gateway's
+/// URL; whatever it prints after is read too, so it never writes into a closed pipe.
+pub fn gateway_of(shop: &mut Child, up_ms_max: u64) -> String {
+    let mut gateway = None;
+    let started = Instant::now();
+    let mut lines = BufReader::new(shop.stdout.take().expect("stdout piped")).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(url) = line.trim().strip_prefix("gateway") {
+            gateway.get_or_insert(url.trim().to_string());
+        }
+        if line.starts_with("Ctrl-C stops it.") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(up_ms_max),
+            "not up"
+        );
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    gateway.expect("the first lines name the gateway")
+}
