@@ -55,6 +55,8 @@ async fn spans_of_an_order_reach_the_otlp_collector_with_its_trace_id() {
         .spawn()
         .unwrap();
     let gateway = common::gateway_of(&mut shop, UP_MS_MAX);
+    // A failing test leaves no shop behind.
+    let mut shop = common::KillOnDrop(shop);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let login: Value = http
         .post(format!("{gateway}/api/login"))
@@ -105,6 +107,6 @@ async fn spans_of_an_order_reach_the_otlp_collector_with_its_trace_id() {
         .iter()
         .any(|b| contains(b, b"minimall")));
     // SAFETY: SIGTERM to the shop this test started.
-    unsafe { libc::kill(shop.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(shop.wait().unwrap().success());
+    unsafe { libc::kill(shop.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(shop.0.wait().unwrap().success());
 }

@@ -82,7 +82,8 @@ async fn order_goes_through(http: &reqwest::Client, gateway: &str, deadline: Ins
 
 /// A supervised shop started by a test.
 struct Fleet {
-    supervisor: std::process::Child,
+    /// Killed if the test fails: its children follow it (they get SIGTERM when it dies).
+    supervisor: common::KillOnDrop,
     gateway: String,
     dir: tempfile::TempDir,
 }
@@ -101,7 +102,7 @@ impl Fleet {
             .unwrap();
         let gateway = common::gateway_of(&mut supervisor, UP_MS_MAX);
         Fleet {
-            supervisor,
+            supervisor: common::KillOnDrop(supervisor),
             gateway,
             dir,
         }
@@ -120,16 +121,16 @@ impl Fleet {
     async fn stop(mut self) {
         let pids = self.pids();
         // SAFETY: SIGTERM to the supervisor this test started.
-        unsafe { libc::kill(self.supervisor.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(self.supervisor.0.id() as libc::pid_t, libc::SIGTERM) };
         let stopping = Instant::now();
-        while self.supervisor.try_wait().unwrap().is_none() {
+        while self.supervisor.0.try_wait().unwrap().is_none() {
             assert!(
                 stopping.elapsed() < Duration::from_millis(STOP_MS_MAX),
                 "still stopping"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(self.supervisor.wait().unwrap().success());
+        assert!(self.supervisor.0.wait().unwrap().success());
         let left: Vec<_> = pids.into_iter().filter(|pid| alive(*pid)).collect();
         assert!(left.is_empty(), "children left running: {left:?}");
     }
@@ -188,6 +189,9 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
                 .contains("signal 9"),
             "the restart says why"
         );
+        let metrics = std::fs::read_to_string(dir.path().join("supervisor.prom")).unwrap();
+        let counted = format!("minimall_supervisor_restarts_total{{part=\"{name}\"}} 1");
+        assert!(metrics.lines().any(|line| line == counted), "{metrics}");
     }
 
     fleet.stop().await;
@@ -311,6 +315,13 @@ async fn a_rollout_under_load_replaces_every_process_and_fails_no_request() {
         child(&state(fleet.dir.path()), "saga")["replaced"],
         2,
         "each rollout replaced the saga once"
+    );
+    let metrics = std::fs::read_to_string(fleet.dir.path().join("supervisor.prom")).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "minimall_supervisor_replaced_total{part=\"saga\"} 2"),
+        "{metrics}"
     );
 
     // Every acknowledged order shows in the read model.

@@ -26,3 +26,15 @@ pub fn gateway_of(shop: &mut Child, up_ms_max: u64) -> String {
     std::thread::spawn(move || lines.for_each(drop));
     gateway.expect("the first lines name the gateway")
 }
+
+/// A child process killed when dropped (a failing test leaves nothing running).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -55,6 +55,9 @@ const LIVENESS_WAIT_MS: u64 = 2_000;
 const LIVENESS_FAILURES_MAX: u32 = 3;
 /// The state file in the data directory.
 pub const STATE_FILE: &str = "supervisor.json";
+/// The supervisor's metrics in the data directory, Prometheus text rewritten on every change
+/// (what node_exporter's textfile collector reads): restarts and replacements per part.
+pub const METRICS_FILE: &str = "supervisor.prom";
 
 #[derive(Debug, Clone)]
 pub struct SuperviseSettings {
@@ -131,6 +134,13 @@ struct Child {
 }
 
 impl Child {
+    /// One more of its processes was replaced by a rollout.
+    fn replaced(&self) {
+        self.update(|state| state.replaced += 1);
+        metrics::counter!("minimall_supervisor_replaced_total", "part" => self.name.clone())
+            .increment(1);
+    }
+
     fn update(&self, change: impl FnOnce(&mut ChildState)) {
         change(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
         self.changed.notify_one();
@@ -183,6 +193,8 @@ impl Supervisor {
     /// Starts every part, each once the parts it calls are ready.
     pub async fn start(settings: SuperviseSettings) -> anyhow::Result<Supervisor> {
         refuse_a_second(&settings.data_dir)?;
+        // Restarts and replacements are counted from the start.
+        servicekit::metered::recorder();
         let changed = Arc::new(tokio::sync::Notify::new());
         let plan = plan::Plan::new(&settings, &changed)?;
         let (control, _) = control::bind(&settings.data_dir)?;
@@ -276,6 +288,7 @@ impl Supervisor {
             }
         }
         let _ = std::fs::remove_file(self.data_dir.join(STATE_FILE));
+        let _ = std::fs::remove_file(self.data_dir.join(METRICS_FILE));
         let _ = std::fs::remove_file(self.data_dir.join(CONTROL_SOCKET));
     }
 }
@@ -307,14 +320,24 @@ fn write_fleet(file: &Path, children: &[Arc<Child>]) {
             })
             .collect(),
     };
-    let temporary = file.with_extension("json.tmp");
     let written = serde_json::to_vec_pretty(&state)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&temporary, bytes))
-        .and_then(|()| std::fs::rename(&temporary, file));
+        .and_then(|bytes| replace_file(file, &bytes))
+        .and_then(|()| {
+            let metrics = file.with_file_name(METRICS_FILE);
+            replace_file(&metrics, servicekit::metered::render().as_bytes())
+        });
     if let Err(error) = written {
         tracing::warn!(%error, file = %file.display(), "cannot write the supervisor's state");
     }
+}
+
+/// Writes `file` whole or not at all (a reader never sees half of it).
+fn replace_file(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut temporary = file.as_os_str().to_owned();
+    temporary.push(".tmp");
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, file)
 }
 
 /// How a process's run ended.
@@ -334,6 +357,11 @@ async fn keep_running(
     mut replacing: mpsc::Receiver<Replace>,
 ) {
     let mut exits_in_a_row = 0u32;
+    // Both counters show from the start, at 0.
+    metrics::counter!("minimall_supervisor_restarts_total", "part" => child.name.clone())
+        .increment(0);
+    metrics::counter!("minimall_supervisor_replaced_total", "part" => child.name.clone())
+        .increment(0);
     loop {
         let started = Instant::now();
         let exited = match launch.spawn(&child) {
@@ -353,6 +381,8 @@ async fn keep_running(
         child.update(|state| {
             state.pid = None;
             state.restarts += 1;
+            metrics::counter!("minimall_supervisor_restarts_total", "part" => child.name.clone())
+                .increment(1);
             state.last_exit = Some(exited.clone());
         });
         tracing::warn!(part = %child.name, exit = %exited, restart_in_ms = pause.as_millis() as u64, "part exited; restarting it");
@@ -504,7 +534,7 @@ impl Launch {
                     return (Err(why), Some(old));
                 }
                 let stopped = old.terminate(&child.name).await;
-                child.update(|state| state.replaced += 1);
+                child.replaced();
                 let what = format!(
                     "process {} ready beside {old_pid}, which then stopped in {} ms",
                     new.pid().unwrap_or_default(),
@@ -519,7 +549,7 @@ impl Launch {
                     Ok(new) => new,
                     Err(error) => return (Err(format!("could not start: {error}")), None),
                 };
-                child.update(|state| state.replaced += 1);
+                child.replaced();
                 match new.until_ready().await {
                     Ok(took) => {
                         child.ready.send_replace(true);
