@@ -10,10 +10,13 @@
 //! from a real node.
 
 pub mod catalogue;
+mod progress;
 mod reach;
 
+pub use progress::stalled_followers;
 pub use reach::{StoreReach, STORE_PROBE_MS};
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -415,6 +418,7 @@ impl EventLog {
     ) -> Follower {
         Follower {
             name,
+            progress: progress::register(name),
             client: self.client.clone(),
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             after,
@@ -477,6 +481,7 @@ const FOLLOW_BACKOFF_MS_MAX: u64 = 5_000;
 /// last event it handed out.
 pub struct Follower {
     name: &'static str,
+    progress: Arc<Mutex<progress::Progress>>,
     client: Client,
     prefixes: Vec<String>,
     after: Option<LogPosition>,
@@ -493,6 +498,7 @@ impl Follower {
                 Some(subscription) => subscription,
                 None => {
                     let options = self.options();
+                    self.progressed(progress::Progress::subscribed);
                     self.subscription
                         .insert(self.client.subscribe_to_all(&options).await)
                 }
@@ -506,6 +512,7 @@ impl Follower {
                         prepare: recorded.position.prepare,
                     };
                     self.after = Some(position);
+                    self.progressed(progress::Progress::moved);
                     let metadata: Option<Metadata> =
                         serde_json::from_slice(&recorded.custom_metadata).ok();
                     self.seen(metadata.as_ref());
@@ -520,9 +527,13 @@ impl Follower {
                     }));
                 }
                 Ok(eventstore::SubscriptionEvent::CaughtUp) => {
+                    self.progressed(progress::Progress::caught_up);
                     metrics::gauge!("minimall_follower_caught_up", "follower" => self.name)
                         .set(1.0);
                     return Followed::CaughtUp;
+                }
+                Ok(eventstore::SubscriptionEvent::Checkpoint(_)) => {
+                    self.progressed(progress::Progress::moved);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -536,6 +547,10 @@ impl Follower {
                 }
             }
         }
+    }
+
+    fn progressed(&self, change: impl FnOnce(&mut progress::Progress)) {
+        change(&mut self.progress.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     fn seen(&self, metadata: Option<&Metadata>) {

@@ -41,6 +41,9 @@ pub const DRAIN_NOTICE_MS_MAX: u64 = 60_000;
 /// (liveness 503), in seconds: long enough to ride out a store's restart or failover, short
 /// enough that a connection that never comes back is replaced by a restart.
 pub const STORE_GONE_S_MAX: u64 = 60;
+/// How long a follower of the process may be catching up without handing out anything before
+/// the service says it is wedged, in seconds.
+pub const FOLLOWER_STALL_S_MAX: u64 = 60;
 
 /// Whether the service is stopping. Every handler can extract it (`Extension<Stopping>`); one
 /// that holds a long-lived answer (server-sent events) ends it when the service starts stopping,
@@ -318,7 +321,10 @@ pub async fn serve(
                 let store = Arc::clone(&store);
                 move || async move {
                     let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    match ended.or_else(|| store_gone(&store)) {
+                    match ended
+                        .or_else(|| store_gone(&store))
+                        .or_else(follower_stalled)
+                    {
                         None => (StatusCode::OK, "live").into_response(),
                         Some(worker) => Problem::new(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -403,6 +409,17 @@ fn unready(
     } else {
         None
     }
+}
+
+/// Why the service is wedged on a follower, if one of the process's followers has been catching
+/// up without progress too long.
+fn follower_stalled() -> Option<String> {
+    let limit = Duration::from_secs(FOLLOWER_STALL_S_MAX);
+    let (name, still) = eventlog::stalled_followers(limit).into_iter().next()?;
+    Some(format!(
+        "follower {name} has made no progress catching up for {} s",
+        still.as_secs()
+    ))
 }
 
 /// Why the service is wedged on the store, if the store has been away too long.

@@ -320,3 +320,34 @@ async fn events_of_other_types_on_a_stream_are_skipped_but_counted_for_the_revis
         h.log.load::<Order>(&stream).await.unwrap().state
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_catching_up_that_hands_out_nothing_is_stalled_and_a_live_one_is_not() {
+    let h = harness().await;
+    let stall = std::time::Duration::from_millis(200);
+    for _ in 0..3 {
+        let order_id = OrderId::new();
+        let meta = metadata(order_id.as_uuid(), ActorKind::Customer, "alice");
+        h.log
+            .execute::<Order>(&format!("order-{order_id}"), place(order_id), &meta)
+            .await
+            .unwrap();
+    }
+    let stalled = || {
+        eventlog::stalled_followers(stall)
+            .iter()
+            .any(|(name, _)| *name == "test-stall")
+    };
+    let mut follower = h.log.follow("test-stall", &["order-"], None);
+    // One event handed out, then its owner stops asking while two more wait.
+    assert!(matches!(
+        follower.next().await,
+        eventlog::Followed::Event(_)
+    ));
+    tokio::time::sleep(stall * 2).await;
+    assert!(stalled(), "a follower that stopped catching up is not seen");
+    // Caught up and live: waiting for new events is not being stuck.
+    while !matches!(follower.next().await, eventlog::Followed::CaughtUp) {}
+    tokio::time::sleep(stall * 2).await;
+    assert!(!stalled(), "a live follower is taken for stuck");
+}

@@ -1,0 +1,63 @@
+//! Whether the process's followers make progress: a follower that is catching up (it has not
+//! reached the end of the log since it last subscribed, so work is pending) and has handed out
+//! nothing for a while is stuck — its owner stopped asking, or the subscription stopped
+//! delivering. A live follower waiting for new events is never stuck.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// Every follower of this process (dropped ones are forgotten).
+static FOLLOWERS: Mutex<Vec<Weak<Mutex<Progress>>>> = Mutex::new(Vec::new());
+
+#[derive(Debug)]
+pub(crate) struct Progress {
+    name: &'static str,
+    catching_up: bool,
+    since: Instant,
+}
+
+/// One follower's progress, registered for `stalled_followers`.
+pub(crate) fn register(name: &'static str) -> Arc<Mutex<Progress>> {
+    let progress = Arc::new(Mutex::new(Progress {
+        name,
+        catching_up: true,
+        since: Instant::now(),
+    }));
+    let mut followers = FOLLOWERS.lock().unwrap_or_else(|e| e.into_inner());
+    followers.retain(|follower| follower.strong_count() > 0);
+    followers.push(Arc::downgrade(&progress));
+    progress
+}
+
+impl Progress {
+    /// It (re)subscribed: catching up from here.
+    pub(crate) fn subscribed(&mut self) {
+        self.catching_up = true;
+        self.since = Instant::now();
+    }
+
+    /// It handed out an event or passed a checkpoint.
+    pub(crate) fn moved(&mut self) {
+        self.since = Instant::now();
+    }
+
+    pub(crate) fn caught_up(&mut self) {
+        self.catching_up = false;
+        self.since = Instant::now();
+    }
+}
+
+/// The followers of this process that are catching up and have made no progress for `limit`,
+/// with how long.
+pub fn stalled_followers(limit: Duration) -> Vec<(&'static str, Duration)> {
+    let followers = FOLLOWERS.lock().unwrap_or_else(|e| e.into_inner());
+    followers
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter_map(|progress| {
+            let progress = progress.lock().unwrap_or_else(|e| e.into_inner());
+            let still = progress.since.elapsed();
+            (progress.catching_up && still >= limit).then_some((progress.name, still))
+        })
+        .collect()
+}
