@@ -408,7 +408,9 @@ impl EventLog {
 
     /// Follows `$all` (streams whose names start with one of `prefixes`), after `after` or from
     /// the start. `name` labels its metrics: `minimall_follower_events_total`,
-    /// `minimall_follower_lag_seconds` (how old the last event handed out is) and
+    /// `minimall_follower_lag_seconds` (how old the last event handed out is),
+    /// `minimall_follower_lag_events` (events of its streams stored after it, counted every
+    /// `LAG_MEASURE_S` among the last `LAG_SCAN_EVENTS_MAX` of the log) and
     /// `minimall_follower_caught_up` (1 once live, 0 while catching up or reconnecting).
     pub fn follow(
         &self,
@@ -416,11 +418,19 @@ impl EventLog {
         prefixes: &[&str],
         after: Option<LogPosition>,
     ) -> Follower {
+        let progress = progress::register(name, after);
+        let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+        tokio::spawn(measure_lag(
+            self.clone(),
+            name,
+            prefixes.clone(),
+            Arc::downgrade(&progress),
+        ));
         Follower {
             name,
-            progress: progress::register(name),
+            progress,
             client: self.client.clone(),
-            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            prefixes,
             after,
             subscription: None,
             failures: 0,
@@ -474,6 +484,69 @@ pub enum Followed {
     CaughtUp,
 }
 
+/// How often a follower's lag in events is measured, in seconds, and how many of the log's last
+/// events are read at most to count it (the count is a lower bound past that).
+pub const LAG_MEASURE_S: u64 = 5;
+pub const LAG_SCAN_EVENTS_MAX: usize = 10_000;
+
+/// Measures a follower's lag in events until the follower is dropped: reads the log backwards
+/// from its end down to the follower's position, counting the events of its streams.
+async fn measure_lag(
+    log: EventLog,
+    name: &'static str,
+    prefixes: Vec<String>,
+    progress: std::sync::Weak<Mutex<progress::Progress>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(LAG_MEASURE_S));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(after) = progress
+            .upgrade()
+            .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).after())
+        else {
+            return;
+        };
+        if let Ok(behind) = log.events_after(&prefixes, after).await {
+            metrics::gauge!("minimall_follower_lag_events", "follower" => name).set(behind as f64);
+        }
+    }
+}
+
+impl EventLog {
+    /// Events of streams starting with one of `prefixes` stored after `after` (all of them for
+    /// `None`), counted among the log's last `LAG_SCAN_EVENTS_MAX` events.
+    pub async fn events_after(
+        &self,
+        prefixes: &[String],
+        after: Option<LogPosition>,
+    ) -> Result<u64, LogError> {
+        let options = eventstore::ReadAllOptions::default()
+            .position(StreamPosition::End)
+            .backwards()
+            .max_count(LAG_SCAN_EVENTS_MAX);
+        let mut reader = self.client.read_all(&options).await?;
+        let mut behind = 0;
+        while let Some(resolved) = reader.next().await? {
+            let event = resolved.get_original_event();
+            let position = LogPosition {
+                commit: event.position.commit,
+                prepare: event.position.prepare,
+            };
+            if after.is_some_and(|after| position <= after) {
+                break;
+            }
+            if prefixes
+                .iter()
+                .any(|p| event.stream_id.starts_with(p.as_str()))
+            {
+                behind += 1;
+            }
+        }
+        Ok(behind)
+    }
+}
+
 /// Pause after the n-th failure in a row to reach the store (doubling, capped), in milliseconds.
 const FOLLOW_BACKOFF_MS_MAX: u64 = 5_000;
 
@@ -512,7 +585,7 @@ impl Follower {
                         prepare: recorded.position.prepare,
                     };
                     self.after = Some(position);
-                    self.progressed(progress::Progress::moved);
+                    self.progressed(|progress| progress.moved(Some(position)));
                     let metadata: Option<Metadata> =
                         serde_json::from_slice(&recorded.custom_metadata).ok();
                     self.seen(metadata.as_ref());
@@ -533,7 +606,7 @@ impl Follower {
                     return Followed::CaughtUp;
                 }
                 Ok(eventstore::SubscriptionEvent::Checkpoint(_)) => {
-                    self.progressed(progress::Progress::moved);
+                    self.progressed(|progress| progress.moved(None));
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -6,6 +6,8 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::LogPosition;
+
 /// Every follower of this process (dropped ones are forgotten).
 static FOLLOWERS: Mutex<Vec<Weak<Mutex<Progress>>>> = Mutex::new(Vec::new());
 
@@ -14,14 +16,17 @@ pub(crate) struct Progress {
     name: &'static str,
     catching_up: bool,
     since: Instant,
+    /// The last event handed out.
+    after: Option<LogPosition>,
 }
 
 /// One follower's progress, registered for `stalled_followers`.
-pub(crate) fn register(name: &'static str) -> Arc<Mutex<Progress>> {
+pub(crate) fn register(name: &'static str, after: Option<LogPosition>) -> Arc<Mutex<Progress>> {
     let progress = Arc::new(Mutex::new(Progress {
         name,
         catching_up: true,
         since: Instant::now(),
+        after,
     }));
     let mut followers = FOLLOWERS.lock().unwrap_or_else(|e| e.into_inner());
     followers.retain(|follower| follower.strong_count() > 0);
@@ -36,9 +41,16 @@ impl Progress {
         self.since = Instant::now();
     }
 
-    /// It handed out an event or passed a checkpoint.
-    pub(crate) fn moved(&mut self) {
+    /// It handed out an event (at `to`) or passed a checkpoint.
+    pub(crate) fn moved(&mut self, to: Option<LogPosition>) {
         self.since = Instant::now();
+        if to.is_some() {
+            self.after = to;
+        }
+    }
+
+    pub(crate) fn after(&self) -> Option<LogPosition> {
+        self.after
     }
 
     pub(crate) fn caught_up(&mut self) {

@@ -46,6 +46,18 @@ fn metadata(correlation: Uuid, kind: ActorKind, id: &str) -> Metadata {
     }
 }
 
+/// Places `count` orders, each in its own stream.
+async fn place_orders(h: &Harness, count: usize) {
+    for _ in 0..count {
+        let order_id = OrderId::new();
+        let meta = metadata(order_id.as_uuid(), ActorKind::Customer, "alice");
+        h.log
+            .execute::<Order>(&format!("order-{order_id}"), place(order_id), &meta)
+            .await
+            .unwrap();
+    }
+}
+
 fn place(order_id: OrderId) -> OrderCommand {
     OrderCommand::Place {
         order_id,
@@ -325,14 +337,7 @@ async fn events_of_other_types_on_a_stream_are_skipped_but_counted_for_the_revis
 async fn a_follower_catching_up_that_hands_out_nothing_is_stalled_and_a_live_one_is_not() {
     let h = harness().await;
     let stall = std::time::Duration::from_millis(200);
-    for _ in 0..3 {
-        let order_id = OrderId::new();
-        let meta = metadata(order_id.as_uuid(), ActorKind::Customer, "alice");
-        h.log
-            .execute::<Order>(&format!("order-{order_id}"), place(order_id), &meta)
-            .await
-            .unwrap();
-    }
+    place_orders(&h, 3).await;
     let stalled = || {
         eventlog::stalled_followers(stall)
             .iter()
@@ -350,4 +355,25 @@ async fn a_follower_catching_up_that_hands_out_nothing_is_stalled_and_a_live_one
     while !matches!(follower.next().await, eventlog::Followed::CaughtUp) {}
     tokio::time::sleep(stall * 2).await;
     assert!(!stalled(), "a live follower is taken for stuck");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_followers_lag_in_events_counts_its_streams_stored_after_it() {
+    let h = harness().await;
+    place_orders(&h, 3).await;
+    let prefixes = ["order-".to_string()];
+    assert_eq!(h.log.events_after(&prefixes, None).await.unwrap(), 3);
+    let mut follower = h.log.follow("test-lag", &["order-"], None);
+    let eventlog::Followed::Event(first) = follower.next().await else {
+        panic!("no first event");
+    };
+    assert_eq!(
+        h.log
+            .events_after(&prefixes, Some(first.position))
+            .await
+            .unwrap(),
+        2
+    );
+    let others = ["product-".to_string()];
+    assert_eq!(h.log.events_after(&others, None).await.unwrap(), 0);
 }

@@ -86,6 +86,7 @@ async fn metrics_show_latency_per_route_saga_steps_follower_lag_and_breakers() {
         "minimall_saga_step_duration_seconds_bucket{trigger=\"OrderPlaced\",outcome=\"done\"",
         "minimall_saga_parked_triggers{shard=",
         "minimall_follower_lag_seconds{follower=\"saga\"}",
+        "minimall_follower_lag_events{follower=\"order-status\"}",
         "minimall_follower_caught_up{follower=\"order-status\"} 1",
         "minimall_follower_events_total{follower=\"catalogue\"}",
         "minimall_breaker_open{breaker=\"payment\"} 0",
