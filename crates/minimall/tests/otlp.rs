@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod common;
 
@@ -58,18 +58,10 @@ async fn spans_of_an_order_reach_the_otlp_collector_with_its_trace_id() {
     // A failing test leaves no shop behind.
     let mut shop = common::KillOnDrop(shop);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let login: Value = http
-        .post(format!("{gateway}/api/login"))
-        .json(&json!({"name": "alice", "password": "alice"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = common::login(&http, &gateway, "alice").await;
     let placed = http
         .post(format!("{gateway}/api/orders"))
-        .bearer_auth(login["token"].as_str().unwrap())
+        .bearer_auth(&token)
         .header("traceparent", format!("00-{TRACE_ID}-b7ad6b7169203331-01"))
         .json(&json!({"productId": "6d1f2c1e-3b1a-4c55-9a57-0d2a4f1e9b01", "quantity": 1}))
         .send()

@@ -203,19 +203,6 @@ const LOAD_CLIENTS: usize = 4;
 const LOAD_PAUSE_MS: u64 = 60;
 const PRODUCT: &str = "6d1f2c1e-3b1a-4c55-9a57-0d2a4f1e9b01";
 
-async fn login(http: &reqwest::Client, gateway: &str, name: &str) -> String {
-    let answer: Value = http
-        .post(format!("{gateway}/api/login"))
-        .json(&json!({"name": name, "password": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["token"].as_str().unwrap().to_string()
-}
-
 /// One client's share of the load until `stop`: reads and order placements (each with its own
 /// orderId, its idempotency key). Gives back every request that did not succeed, and the orders
 /// acknowledged.
@@ -264,7 +251,7 @@ async fn a_rollout_under_load_replaces_every_process_and_fails_no_request() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for i in 0..LOAD_CLIENTS {
-        let token = login(&http, &fleet.gateway, ["alice", "bob"][i % 2]).await;
+        let token = common::login(&http, &fleet.gateway, ["alice", "bob"][i % 2]).await;
         clients.push(tokio::spawn(load(
             http.clone(),
             fleet.gateway.clone(),
@@ -326,8 +313,8 @@ async fn a_rollout_under_load_replaces_every_process_and_fails_no_request() {
 
     // Every acknowledged order shows in the read model.
     let tokens = [
-        login(&http, &fleet.gateway, "alice").await,
-        login(&http, &fleet.gateway, "bob").await,
+        common::login(&http, &fleet.gateway, "alice").await,
+        common::login(&http, &fleet.gateway, "bob").await,
     ];
     let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
     let mut missing = placed;

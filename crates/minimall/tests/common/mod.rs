@@ -38,3 +38,17 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// A token for a demo account (password = name), through the gateway.
+pub async fn login(http: &reqwest::Client, gateway: &str, name: &str) -> String {
+    let answer: serde_json::Value = http
+        .post(format!("{gateway}/api/login"))
+        .json(&serde_json::json!({"name": name, "password": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["token"].as_str().unwrap().to_string()
+}
