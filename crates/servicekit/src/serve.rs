@@ -136,7 +136,12 @@ async fn observe(
                 .map(|(_, value)| value.to_string())
         })
         .unwrap_or_default();
-    let span = tracing::info_span!(
+    // Health checks and scrapes arrive every second from every poller: counted, not traced.
+    let routine = route.starts_with("/health/") || route == "/metrics";
+    let span = if routine {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
         "request",
         service,
         method = %request.method(),
@@ -144,7 +149,8 @@ async fn observe(
         request_id = %request_id,
         trace_id = tracing::field::Empty,
         order_id = %order_id,
-    );
+        )
+    };
     let trace = crate::otel::continue_trace(&span, parent);
     span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
     if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {

@@ -19,6 +19,10 @@ pub const CONTROL_SOCKET: &str = "supervisor.sock";
 const ASK_BYTES_MAX: u64 = 1_024;
 /// Longest wait for a question once connected, in milliseconds.
 const ASK_MS_MAX: u64 = 2_000;
+/// Connections answered at once; one more is closed unanswered.
+const CONNECTIONS_MAX: usize = 8;
+/// Pause after a failed accept (e.g. out of file descriptors), in milliseconds.
+const ACCEPT_PAUSE_MS: u64 = 100;
 
 /// What the control socket is asked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,8 +56,17 @@ pub(super) type Keepers = Vec<(Arc<Child>, tokio::sync::mpsc::Sender<Replace>)>;
 /// Answers the control socket until the task is aborted.
 pub(super) async fn serve(listener: UnixListener, keepers: Arc<Keepers>) {
     let rollout = Arc::new(tokio::sync::Mutex::new(()));
+    let connections = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "control socket: cannot accept");
+                tokio::time::sleep(Duration::from_millis(ACCEPT_PAUSE_MS)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
             continue;
         };
         let keepers = Arc::clone(&keepers);
@@ -62,6 +75,7 @@ pub(super) async fn serve(listener: UnixListener, keepers: Arc<Keepers>) {
             if let Err(error) = answer(stream, &keepers, &rollout).await {
                 tracing::warn!(%error, "control socket");
             }
+            drop(permit);
         });
     }
 }

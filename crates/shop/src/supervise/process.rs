@@ -136,8 +136,9 @@ pub(super) fn spawn(binary: &Path, logs: &Path, child: &Child) -> io::Result<Pro
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    let (read, write) = pipe()?;
-    let write = kept(&write)?;
+    let (read, pipe_write) = pipe()?;
+    let write = kept(&pipe_write)?;
+    drop(pipe_write);
     command.args([
         "--listen-fd".to_string(),
         SOCKET_FD.to_string(),
