@@ -17,7 +17,8 @@ pub enum DeliveryCommand {
         quantity: Quantity,
         at: DateTime<Utc>,
     },
-    /// The carrier handed the parcel over.
+    /// The parcel reached its customer: recorded by the saga once the customer confirmed
+    /// receipt (the order is closed by then).
     MarkDelivered { at: DateTime<Utc> },
 }
 
@@ -36,7 +37,7 @@ pub struct DeliveryStarted {
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryCompleted {
     pub order_id: OrderId,
-    /// Still `Shipping`: the order closes when its customer confirms receipt.
+    /// `Closed`: a delivery is completed when its customer confirmed receipt.
     pub order_status: OrderStatus,
     pub at: DateTime<Utc>,
 }
@@ -96,7 +97,9 @@ impl Decider for Delivery {
                 DeliveryState::NotStarted,
             ) => Ok(vec![DeliveryEvent::DeliveryStarted(DeliveryStarted {
                 order_id,
-                order_status: OrderStatus::Shipping,
+                // The customer sees Shipping once the order recorded the shipment, the moment
+                // it accepts a receipt.
+                order_status: OrderStatus::Preparing,
                 customer_id,
                 product_id,
                 quantity,
@@ -119,7 +122,7 @@ impl Decider for Delivery {
             (DeliveryCommand::MarkDelivered { at }, DeliveryState::Underway { order_id }) => {
                 Ok(vec![DeliveryEvent::DeliveryCompleted(DeliveryCompleted {
                     order_id,
-                    order_status: OrderStatus::Shipping,
+                    order_status: OrderStatus::Closed,
                     at,
                 })])
             }

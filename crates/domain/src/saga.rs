@@ -91,6 +91,10 @@ pub enum Action {
     MarkOrderShipped {
         order_id: OrderId,
     },
+    /// The customer confirmed receipt: the delivery is complete.
+    MarkDelivered {
+        order_id: OrderId,
+    },
     /// `DepositOverdue` asks the payment to expire (it checks the due date itself).
     CancelPayment {
         order_id: OrderId,
@@ -271,7 +275,9 @@ pub fn react(state: &SagaState, trigger: Trigger) -> Reaction {
         }
         (S::Shipping(order), T::OrderClosed) => Reaction {
             events: vec![SagaEvent::SagaCompleted(step(order, OrderStatus::Closed))],
-            actions: vec![],
+            actions: vec![Action::MarkDelivered {
+                order_id: order.order_id,
+            }],
         },
         // A cancel from either side before the deposit: the other side follows.
         (

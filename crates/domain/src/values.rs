@@ -16,17 +16,21 @@ pub const PRODUCT_NAME_CHARS_MAX: usize = 100;
 /// Longest customer id, in characters.
 pub const CUSTOMER_ID_CHARS_MAX: usize = 64;
 
+/// Why a value is refused. The messages do not name the value: the edge that parsed it
+/// says which field it was ("price must be between …").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
-    #[error("quantity must be between 1 and {max}, got {got}")]
-    Quantity { got: i64, max: u32 },
-    #[error("amount must be between 0 and {AMOUNT_CENTS_MAX} cents, got {0}")]
-    Amount(i64),
-    #[error("product name must have 1 to {PRODUCT_NAME_CHARS_MAX} characters")]
-    ProductName,
-    #[error("customer id must have 1 to {CUSTOMER_ID_CHARS_MAX} letters, digits, '-' or '_'")]
+    #[error("must be between {min} and {max}, got {got}")]
+    OutOfRange { got: i64, min: i64, max: i64 },
+    #[error("must not be empty or only spaces")]
+    Blank,
+    #[error("must have at most {max} characters, got {got}")]
+    TooLong { got: usize, max: usize },
+    #[error("must not hold control characters (such as NUL, a tab or a line break)")]
+    ControlCharacter,
+    #[error("must have 1 to {CUSTOMER_ID_CHARS_MAX} letters, digits, '-' or '_'")]
     CustomerId,
-    #[error("'{0}' is not a valid id (a UUID)")]
+    #[error("must be a UUID, got '{0}'")]
     Id(String),
 }
 
@@ -131,11 +135,29 @@ impl Quantity {
         Self::within(units, STOCK_MAX)
     }
 
+    /// A product's stock when it is registered: 0 (none yet) to `STOCK_MAX`.
+    pub fn parse_initial_stock(units: i64) -> Result<Option<Quantity>, ValueError> {
+        if units == 0 {
+            return Ok(None);
+        }
+        Self::parse_stock(units)
+            .map(Some)
+            .map_err(|_| ValueError::OutOfRange {
+                got: units,
+                min: 0,
+                max: i64::from(STOCK_MAX),
+            })
+    }
+
     fn within(units: i64, max: u32) -> Result<Quantity, ValueError> {
         if units >= 1 && units <= i64::from(max) {
             Ok(Quantity(units as u32))
         } else {
-            Err(ValueError::Quantity { got: units, max })
+            Err(ValueError::OutOfRange {
+                got: units,
+                min: 1,
+                max: i64::from(max),
+            })
         }
     }
 
@@ -168,7 +190,11 @@ impl Money {
         if (0..=AMOUNT_CENTS_MAX).contains(&cents) {
             Ok(Money(cents))
         } else {
-            Err(ValueError::Amount(cents))
+            Err(ValueError::OutOfRange {
+                got: cents,
+                min: 0,
+                max: AMOUNT_CENTS_MAX,
+            })
         }
     }
 
@@ -210,8 +236,17 @@ impl ProductName {
     pub fn parse(text: &str) -> Result<ProductName, ValueError> {
         let trimmed = text.trim();
         let chars = trimmed.chars().count();
-        if chars == 0 || chars > PRODUCT_NAME_CHARS_MAX || trimmed.chars().any(char::is_control) {
-            return Err(ValueError::ProductName);
+        if trimmed.chars().any(char::is_control) {
+            return Err(ValueError::ControlCharacter);
+        }
+        if chars == 0 {
+            return Err(ValueError::Blank);
+        }
+        if chars > PRODUCT_NAME_CHARS_MAX {
+            return Err(ValueError::TooLong {
+                got: chars,
+                max: PRODUCT_NAME_CHARS_MAX,
+            });
         }
         Ok(ProductName(trimmed.to_string()))
     }
@@ -260,9 +295,40 @@ mod tests {
     }
 
     #[test]
+    fn initial_stock_may_be_none_but_not_negative() {
+        assert_eq!(Quantity::parse_initial_stock(0), Ok(None));
+        assert_eq!(
+            Quantity::parse_initial_stock(-1).unwrap_err().to_string(),
+            "must be between 0 and 1000000, got -1"
+        );
+        assert_eq!(
+            Quantity::parse_initial_stock(i64::from(STOCK_MAX) + 1).unwrap_err(),
+            ValueError::OutOfRange {
+                got: i64::from(STOCK_MAX) + 1,
+                min: 0,
+                max: i64::from(STOCK_MAX)
+            }
+        );
+        assert_eq!(
+            Quantity::parse_initial_stock(5).unwrap().unwrap().units(),
+            5
+        );
+    }
+
+    #[test]
     fn names_and_customer_ids_are_checked() {
-        assert!(ProductName::parse("   ").is_err());
-        assert!(ProductName::parse(&"x".repeat(PRODUCT_NAME_CHARS_MAX + 1)).is_err());
+        assert_eq!(ProductName::parse("   "), Err(ValueError::Blank));
+        assert_eq!(
+            ProductName::parse("tea\0"),
+            Err(ValueError::ControlCharacter)
+        );
+        assert_eq!(
+            ProductName::parse(&"x".repeat(PRODUCT_NAME_CHARS_MAX + 1)),
+            Err(ValueError::TooLong {
+                got: PRODUCT_NAME_CHARS_MAX + 1,
+                max: PRODUCT_NAME_CHARS_MAX
+            })
+        );
         assert_eq!(ProductName::parse("  Tea  ").unwrap().as_str(), "Tea");
         assert!(CustomerId::parse("alice").is_ok());
         assert!(CustomerId::parse("al ice").is_err());

@@ -435,9 +435,8 @@ async fn login(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let body = json_body(&headers, body)?
-        .ok_or_else(|| Problem::invalid("name and password are required"))?;
-    let login: Login =
-        serde_json::from_slice(&body).map_err(|e| Problem::invalid(e.to_string()))?;
+        .ok_or_else(|| Problem::invalid("name", "name and password are required"))?;
+    let login: Login = servicekit::parse_json(true, &body)?;
     // Hash checks are deliberately slow and large: a bounded number at once, off the async
     // threads.
     let permit = tokio::time::timeout(

@@ -128,7 +128,7 @@ async function loadMyOrders() {
 }
 
 function orderCard(order) {
-  const card = element("li", { class: "order-card", dataset: { orderId: order.orderId } });
+  const card = element("li", { class: "order-card", dataset: { orderId: order.orderId, status: order.status } });
   const deposit = order.deposit;
   const depositBox = deposit && !deposit.cancelled && !deposit.confirmedAt
     ? element("div", { class: "deposit" },
@@ -216,6 +216,9 @@ async function onLiveEvent(block) {
   if (type === "reload") return loadMyOrders();
   if (type !== "order") return;
   const row = JSON.parse(data);
+  // A stream starts with every order as it stands: those shown already need nothing.
+  const shown = $("#my-orders").querySelector(`[data-order-id="${row.orderId}"]`);
+  if (shown && shown.dataset.status === row.status) return;
   // The event carries the order; the timeline comes with the full view.
   const full = await api("GET", `/api/orders/${row.orderId}`).catch(() => row);
   upsertOrder(full);

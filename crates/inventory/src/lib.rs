@@ -14,11 +14,11 @@ use axum::Router;
 use chrono::Utc;
 use domain::catalogue::CatalogueEntry;
 use domain::product::{Product, ProductCommand, ProductError, ProductState};
-use domain::{Money, OrderId, ProductId, ProductName, Quantity};
+use domain::{Money, OrderId, ProductId, ProductName, Quantity, ValueError};
 use eventlog::catalogue::CatalogueView;
 use eventlog::{ActorKind, EventLog};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
+use servicekit::{field, ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -79,7 +79,7 @@ fn refusal(e: ProductError) -> Problem {
         ProductError::OutOfStock { .. } => {
             Problem::conflict("out-of-stock", "Out of stock", detail)
         }
-        ProductError::StockFull => Problem::invalid(detail),
+        ProductError::StockFull => Problem::invalid("quantity", detail),
         ProductError::AlreadyGivenBack => {
             Problem::conflict("already-given-back", "Stock already given back", detail)
         }
@@ -138,18 +138,14 @@ async fn register(
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::Seller], "register products")?;
     let product_id = match &request.product_id {
-        Some(text) => ProductId::parse(text)?,
+        Some(text) => field("productId", ProductId::parse(text))?,
         None => ProductId::new(),
-    };
-    let initial_stock = match request.stock {
-        0 => None,
-        units => Some(Quantity::parse_stock(units)?),
     };
     let command = ProductCommand::Register {
         product_id,
-        name: ProductName::parse(&request.name)?,
-        price: Money::cents(request.price)?,
-        initial_stock,
+        name: field("name", ProductName::parse(&request.name))?,
+        price: field("price", Money::cents(request.price))?,
+        initial_stock: field("stock", Quantity::parse_initial_stock(request.stock))?,
         at: Utc::now(),
     };
     let executed = app
@@ -212,12 +208,13 @@ async fn add_stock(
     let product_id = self::product_id(&product_id)?;
     let change_id = match &request.change_id {
         Some(text) => Some(
-            uuid::Uuid::parse_str(text).map_err(|_| Problem::invalid("changeId must be a UUID"))?,
+            uuid::Uuid::parse_str(text)
+                .map_err(|_| Problem::invalid_field("changeId", &ValueError::Id(text.clone())))?,
         ),
         None => None,
     };
     let command = ProductCommand::AddStock {
-        quantity: Quantity::parse_stock(request.quantity)?,
+        quantity: field("quantity", Quantity::parse_stock(request.quantity))?,
         change_id,
         at: Utc::now(),
     };
@@ -240,13 +237,13 @@ async fn decrease(
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::System], "take stock for an order")?;
     let product_id = self::product_id(&product_id)?;
-    let order_id = OrderId::parse(&request.order_id)?;
+    let order_id = field("orderId", OrderId::parse(&request.order_id))?;
     let quantity = request
         .quantity
-        .ok_or_else(|| Problem::invalid("quantity is required"))?;
+        .ok_or_else(|| Problem::invalid("quantity", "is required"))?;
     let command = ProductCommand::DecreaseForOrder {
         order_id,
-        quantity: Quantity::parse(quantity)?,
+        quantity: field("quantity", Quantity::parse(quantity))?,
         at: Utc::now(),
     };
     change(&app, product_id, command, &caller, order_id.as_uuid()).await
@@ -260,7 +257,7 @@ async fn increase(
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::System], "give stock back for an order")?;
     let product_id = self::product_id(&product_id)?;
-    let order_id = OrderId::parse(&request.order_id)?;
+    let order_id = field("orderId", OrderId::parse(&request.order_id))?;
     let command = ProductCommand::IncreaseForOrder {
         order_id,
         at: Utc::now(),

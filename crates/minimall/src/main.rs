@@ -90,6 +90,12 @@ enum ProjectionsCommand {
             env = "MINIMALL_ORDER_STATUS_URL"
         )]
         url: String,
+        /// The data directory of the shop `minimall up` runs, whose kept identity secret signs
+        /// the calls when none is given.
+        #[arg(long, env = "MINIMALL_DATA_DIR", default_value = shop::config::DATA_DIR)]
+        data_dir: std::path::PathBuf,
+        #[command(flatten)]
+        identity: shop::config::IdentityArgs,
     },
 }
 
@@ -195,8 +201,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections {
-            action: ProjectionsCommand::Rebuild { projection: _, url },
-        } => rebuild(&url).await,
+            action:
+                ProjectionsCommand::Rebuild {
+                    projection: _,
+                    url,
+                    data_dir,
+                    identity,
+                },
+        } => rebuild(&url, identity.key_or_kept(&data_dir)?).await,
     }
 }
 
@@ -214,11 +226,18 @@ async fn probe(url: &str) -> anyhow::Result<()> {
 /// itself goes on in the service).
 const REBUILD_WAIT_S_MAX: u64 = 3_600;
 
-async fn rebuild(url: &str) -> anyhow::Result<()> {
+/// Who the rebuild command is in its calls.
+const OPERATOR_ACTOR: &str = "system:operator";
+
+async fn rebuild(url: &str, identity: servicekit::IdentityKey) -> anyhow::Result<()> {
     use std::io::Write;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let started = http
-        .post(format!("{url}/admin/rebuild"))
+    let signed = |request: reqwest::RequestBuilder| {
+        request
+            .header(servicekit::ACTOR_HEADER, OPERATOR_ACTOR)
+            .header(servicekit::PROOF_HEADER, identity.prove(OPERATOR_ACTOR))
+    };
+    let started = signed(http.post(format!("{url}/admin/rebuild")))
         .send()
         .await
         .with_context(|| format!("reaching the read model at {url}"))?;
@@ -228,8 +247,7 @@ async fn rebuild(url: &str) -> anyhow::Result<()> {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(REBUILD_WAIT_S_MAX);
     while std::time::Instant::now() < deadline {
-        let progress: serde_json::Value = http
-            .get(format!("{url}/admin/rebuild"))
+        let progress: serde_json::Value = signed(http.get(format!("{url}/admin/rebuild")))
             .send()
             .await?
             .json()

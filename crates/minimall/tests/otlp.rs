@@ -54,7 +54,7 @@ async fn spans_of_an_order_reach_the_otlp_collector_with_its_trace_id() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let gateway = common::gateway_of(&mut shop, UP_MS_MAX);
+    let gateway = common::urls_of(&mut shop, UP_MS_MAX)["gateway"].clone();
     // A failing test leaves no shop behind.
     let mut shop = common::KillOnDrop(shop);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();

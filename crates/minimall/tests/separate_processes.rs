@@ -2,6 +2,8 @@
 //! `minimall serve <name>` per service, wired by URL, each on 127.0.0.1 port 0. One order goes
 //! from placement to receipt across them.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,15 +47,19 @@ fn start(args: &[&str]) -> Process {
     }
 }
 
-/// `minimall serve <name>` on port 0; returns the process and its base URL.
+/// `minimall serve <name>` on port 0 with the store at `store_url`; returns the process and its
+/// base URL.
 fn serve(name: &str, store_url: &str, extra: &[&str]) -> (Process, String) {
+    serve_part(name, &[&["--store-url", store_url], extra].concat())
+}
+
+/// `minimall serve <name>` on port 0; returns the process and its base URL.
+fn serve_part(name: &str, extra: &[&str]) -> (Process, String) {
     let mut args = vec![
         "serve",
         name,
         "--listen",
         "127.0.0.1:0",
-        "--store-url",
-        store_url,
         "--identity-secret",
         IDENTITY_SECRET,
     ];
@@ -184,4 +190,61 @@ async fn an_order_goes_through_the_shop_run_as_separate_processes() {
     ))
     .await;
     assert_eq!(product["stock"], 3);
+
+    // The read model and the gateway, run alone too.
+    let database = dir.path().join("order-status.sqlite");
+    let database = database.to_str().unwrap();
+    let (_order_status, order_status) =
+        serve("order-status", &store_url, &["--database", database]);
+    let (_gateway, gateway) = serve_part(
+        "gateway",
+        &[
+            "--order-url",
+            &order,
+            "--payment-url",
+            &payment,
+            "--inventory-url",
+            &inventory,
+            "--order-status-url",
+            &order_status,
+            "--token-secret",
+            "separate-processes-tokens",
+            "--demo-accounts",
+        ],
+    );
+    for url in [&order_status, &gateway] {
+        until("the read model and the gateway are ready", async || {
+            get(format!("{url}/health/ready")).await.0 == 200
+        })
+        .await;
+    }
+    let token = common::login(&http, &gateway, "alice").await;
+    let read = |path: String| {
+        let (http, token, url) = (http.clone(), token.clone(), format!("{gateway}{path}"));
+        async move { http.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    // A read waiting for a position not reached: 503 + Retry-After saying what it awaited.
+    let waited = read(format!("/api/orders/{order_id}?atLeast=999999999999")).await;
+    assert_eq!(waited.status(), 503);
+    assert_eq!(waited.headers()["retry-after"], "1");
+    let problem: Value = waited.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("999999999999"),
+        "{problem}"
+    );
+    // The receipt marked the delivery delivered.
+    until("the read model shows the delivery delivered", async || {
+        let view: Value = read(format!("/api/orders/{order_id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        view["delivery"]["deliveredAt"].is_string()
+    })
+    .await;
+    // The documented rebuild runs against the read model, signing with the shared secret.
+    common::rebuild_read_model(
+        &order_status,
+        &["--identity-secret".as_ref(), IDENTITY_SECRET.as_ref()],
+    );
 }

@@ -100,7 +100,7 @@ impl Fleet {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let gateway = common::gateway_of(&mut supervisor, UP_MS_MAX);
+        let gateway = common::urls_of(&mut supervisor, UP_MS_MAX)["gateway"].clone();
         Fleet {
             supervisor: common::KillOnDrop(supervisor),
             gateway,

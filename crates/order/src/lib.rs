@@ -88,7 +88,7 @@ fn refusal(e: OrderError) -> Problem {
         OrderError::AlreadyPlacedDifferently => {
             Problem::conflict("already-placed", "Order already placed", detail)
         }
-        OrderError::AmountTooLarge => Problem::invalid(detail),
+        OrderError::AmountTooLarge => Problem::invalid("quantity", detail),
         OrderError::Cancelled => {
             Problem::conflict("order-cancelled", "The order is cancelled", detail)
         }
@@ -108,7 +108,10 @@ fn order_id(text: &str) -> Result<OrderId, ApiError> {
 
 fn customer(caller: &Caller, action: &str) -> Result<CustomerId, ApiError> {
     caller.must_be(&[ActorKind::Customer], action)?;
-    Ok(CustomerId::parse(&caller.actor.id)?)
+    Ok(servicekit::field(
+        "x-actor",
+        CustomerId::parse(&caller.actor.id),
+    )?)
 }
 
 #[derive(Serialize)]
@@ -184,16 +187,19 @@ async fn place(
 ) -> Result<Response, ApiError> {
     let customer_id = customer(&caller, "place orders")?;
     let order_id = match &request.order_id {
-        Some(text) => OrderId::parse(text)?,
+        Some(text) => servicekit::field("orderId", OrderId::parse(text))?,
         None => OrderId::new(),
     };
     // The request's span names the order from here on (its path names none yet).
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let product_id = ProductId::parse(&request.product_id)?;
-    let quantity = Quantity::parse(request.quantity)?;
-    let unit_price = price(&app, product_id)
-        .await?
-        .ok_or_else(|| Problem::invalid(format!("product {product_id} is not in the catalogue")))?;
+    let product_id = servicekit::field("productId", ProductId::parse(&request.product_id))?;
+    let quantity = servicekit::field("quantity", Quantity::parse(request.quantity))?;
+    let unit_price = price(&app, product_id).await?.ok_or_else(|| {
+        Problem::invalid(
+            "productId",
+            format!("product {product_id} is not in the catalogue"),
+        )
+    })?;
     let command = OrderCommand::Place {
         order_id,
         customer_id,
@@ -250,7 +256,7 @@ async fn cancel(
     let (reason, cancelled_now) = if caller.is(ActorKind::System) {
         let reason = request
             .reason
-            .ok_or_else(|| Problem::invalid("a reason is required"))?;
+            .ok_or_else(|| Problem::invalid("reason", "a reason is required"))?;
         (reason, false)
     } else {
         let customer_id = customer(&caller, "cancel orders")?;

@@ -171,7 +171,7 @@ async fn open(
     let now = Utc::now();
     let command = PaymentCommand::Open {
         order_id,
-        amount: Money::cents(request.amount)?,
+        amount: servicekit::field("amount", Money::cents(request.amount))?,
         deposit_reference: deposit_reference(order_id),
         account: app.account.clone(),
         due_at: now + app.due_period,

@@ -85,6 +85,11 @@ impl Services {
                 format!("/orders/{order_id}/shipment"),
                 json!({}),
             ),
+            Action::MarkDelivered { order_id } => (
+                &self.delivery,
+                format!("/deliveries/{order_id}/delivered"),
+                json!({}),
+            ),
             Action::CancelPayment { order_id, reason } => (
                 &self.payment,
                 format!("/payments/{order_id}/cancel"),

@@ -32,10 +32,9 @@ impl ApiError {
     }
 }
 
-impl From<ValueError> for ApiError {
-    fn from(e: ValueError) -> ApiError {
-        ApiError::Problem(Problem::invalid(e.to_string()))
-    }
+/// A parsed request value, or the 422 naming the `field` it came from.
+pub fn field<T>(field: &str, parsed: Result<T, ValueError>) -> Result<T, Problem> {
+    parsed.map_err(|e| Problem::invalid_field(field, &e))
 }
 
 impl IntoResponse for ApiError {

@@ -19,7 +19,7 @@ mod trace;
 mod upstream;
 mod written;
 
-pub use api_error::{ApiError, StartError};
+pub use api_error::{field, ApiError, StartError};
 pub use breaker::{Breaker, Tripped};
 pub use caller::{Caller, Cause, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
 pub use handover::{Listen, ReadyPipe};
@@ -27,8 +27,8 @@ pub use identity::{IdentityKey, PROOF_HEADER, PROOF_TTL_S};
 pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, Query};
 pub use secret::Secret;
 pub use serve::{
-    serve, Readiness, Running, Stopping, BODY_BYTES_MAX, DRAIN_NOTICE_MS_MAX, STORE_GONE_S_MAX,
-    TRACE_ID_HEADER,
+    serve, Readiness, Running, Stopping, BODY_BYTES_MAX, DRAIN_NOTICE_MS_MAX, HEADERS_MAX,
+    HEADER_BYTES_MAX, STORE_GONE_S_MAX, TRACE_ID_HEADER, URI_BYTES_MAX,
 };
 pub use trace::{TraceParent, TRACEPARENT_HEADER};
 pub use upstream::{CallError, Reply, Upstream, UpstreamSettings};

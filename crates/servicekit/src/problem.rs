@@ -21,6 +21,8 @@ pub struct Problem {
     pub detail: String,
     /// Seconds after which a retry may succeed (503, 429).
     pub retry_after_s: Option<u64>,
+    /// The request field at fault, as a path (`quantity`, `items[0].name`), where one is.
+    pub field: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -30,6 +32,8 @@ struct Body<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl Problem {
@@ -45,6 +49,7 @@ impl Problem {
             title,
             detail: detail.into(),
             retry_after_s: None,
+            field: None,
         }
     }
 
@@ -57,14 +62,29 @@ impl Problem {
         )
     }
 
-    /// A field that parsed as JSON but holds a value the shop does not accept.
-    pub fn invalid(detail: impl Into<String>) -> Problem {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-fields",
-            "The body's fields are not valid",
-            detail,
-        )
+    /// A body that parsed as JSON but whose `field` holds what the shop does not accept; the
+    /// detail reads `field: why`.
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> Problem {
+        Problem::unprocessable(Some(field), format!("{field}: {why}"))
+    }
+
+    /// A 422 naming the `field` at fault where there is one (a body that is not an object has
+    /// none).
+    fn unprocessable(field: Option<&str>, detail: String) -> Problem {
+        Problem {
+            field: field.map(str::to_string),
+            ..Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-fields",
+                "The body's fields are not valid",
+                detail,
+            )
+        }
+    }
+
+    /// A value the shop does not accept in `field`: the detail says why, naming it.
+    pub fn invalid_field(field: &str, why: &domain::ValueError) -> Problem {
+        Problem::unprocessable(Some(field), format!("{field} {why}"))
     }
 
     pub fn not_found(detail: impl Into<String>) -> Problem {
@@ -120,6 +140,7 @@ impl IntoResponse for Problem {
             title: self.title,
             status: self.status.as_u16(),
             detail: &self.detail,
+            field: self.field.as_deref(),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, bytes).into_response();
@@ -218,15 +239,46 @@ pub fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T,
             "send the body with Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        Category::Data => Problem::invalid(e.to_string()),
-        Category::Syntax | Category::Eof | Category::Io => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "The body is not valid JSON",
-            e.to_string(),
-        ),
-    })
+    let mut reading = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut reading).map_err(|e| {
+        let field = field_of(&e);
+        let e = e.into_inner();
+        match e.classify() {
+            Category::Data => match field {
+                Some(field) => Problem::invalid(&field, e),
+                None => Problem::unprocessable(None, format!("the body {e}")),
+            },
+            Category::Syntax | Category::Eof | Category::Io => malformed(&e),
+        }
+    })?;
+    reading.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+fn malformed(e: &serde_json::Error) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "malformed-json",
+        "The body is not valid JSON",
+        e.to_string(),
+    )
+}
+
+/// The field a data error is about: where it happened, or — for a field missing or unknown,
+/// reported at the object holding it — the field it names.
+fn field_of(e: &serde_path_to_error::Error<serde_json::Error>) -> Option<String> {
+    let at = e.path().to_string();
+    let message = e.inner().to_string();
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|start| message.strip_prefix(start)?.split('`').next());
+    // A body that is not an object fails at its top (`.`) or at an index (`[0]`): no field.
+    let holder = (at != "." && !at.starts_with('[')).then_some(at);
+    match (holder, named) {
+        (Some(holder), Some(name)) => Some(format!("{holder}.{name}")),
+        (None, Some(name)) => Some(name.to_string()),
+        (holder, None) => holder,
+    }
 }
 
 /// A query string whose rejection (a missing or malformed parameter) is a problem+json answer.

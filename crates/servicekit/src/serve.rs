@@ -33,6 +33,14 @@ pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
 /// Largest request body any service accepts, in bytes: commands are a few fields.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
+/// Longest request target (path and query) any service accepts, in bytes; longer is 414.
+pub const URI_BYTES_MAX: usize = 8 * 1024;
+/// Most request headers any service accepts; more is 431. Below the HTTP layer's own limit of
+/// 100 headers (and its 64 KiB target and 400 KiB head), past which it closes the request with
+/// an empty 414 or 431 before any service code runs.
+pub const HEADERS_MAX: usize = 64;
+/// Largest sum of the request headers' names and values, in bytes; more is 431.
+pub const HEADER_BYTES_MAX: usize = 16 * 1024;
 /// Longest wait for requests in flight when stopping, in milliseconds.
 const DRAIN_MS_MAX: u64 = 5_000;
 /// Longest drain notice a service may be given, in milliseconds.
@@ -98,6 +106,41 @@ async fn identified(State(key): State<Arc<IdentityKey>>, request: Request, next:
             format!(
                 "services answer only requests with a signed identity ({ACTOR_HEADER} and \
                  {PROOF_HEADER}), as the gateway sends them"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Refuses a request whose target or headers pass the limits, with a problem+json answer.
+async fn within_limits(request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target > URI_BYTES_MAX {
+        return Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            "The request's path is too long",
+            format!("path and query are limited to {URI_BYTES_MAX} bytes, got {target}"),
+        )
+        .into_response();
+    }
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > HEADERS_MAX || bytes > HEADER_BYTES_MAX {
+        return Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            "The request's headers are too large",
+            format!(
+                "at most {HEADERS_MAX} headers of {HEADER_BYTES_MAX} bytes in all, got {} of {bytes}",
+                headers.len()
             ),
         )
         .into_response();
@@ -372,7 +415,8 @@ pub async fn serve(
         .layer(middleware::from_fn(close_when_stopping))
         .layer(middleware::from_fn_with_state(name, observe))
         .layer(Extension(Stopping(stopping.subscribe())))
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX));
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(middleware::from_fn(within_limits));
     let listener = listen.listener().await?;
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = oneshot::channel::<()>();

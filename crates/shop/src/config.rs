@@ -20,6 +20,8 @@ pub const STORE_URL: &str = "esdb://127.0.0.1:2113?tls=false&discoveryInterval=0
 pub const DATA_DIR: &str = "./data";
 pub const ESTORE_DIR: &str = "estore";
 pub const ORDER_STATUS_FILE: &str = "order-status.sqlite";
+/// The identity secret `up` keeps when given none (readable by its owner only).
+pub const IDENTITY_FILE: &str = "identity.secret";
 /// Time a customer has to pay, in seconds: a week.
 pub const DUE_PERIOD_S: u64 = 7 * 24 * 3600;
 /// The bank account customers pay into.
@@ -62,6 +64,41 @@ pub enum ConfigError {
          (MINIMALL_ACCOUNTS_FILE); --demo-accounts for the demo ones (password = name)"
     )]
     MissingAccounts,
+    #[error(
+        "signing calls to the shop's services needs its identity secret: --identity-secret, \
+         --identity-secret-file, or the --data-dir of a shop started by `minimall up` (which \
+         keeps it in {IDENTITY_FILE}); none in {0}"
+    )]
+    NoKeptIdentity(PathBuf),
+}
+
+/// The identity secret `up` keeps in its data directory when given none: made at the first
+/// start (mode 0600) and read at every later one, so that tools run beside the shop
+/// (`minimall projections rebuild`) can sign their calls to its services.
+pub fn kept_identity(data_dir: &Path) -> Result<Secret, ConfigError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join(IDENTITY_FILE);
+    let failed = |source| ConfigError::SecretFile {
+        what: "the identity secret",
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(failed)?;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path);
+    match created {
+        Ok(mut file) => file
+            .write_all(Secret::random().expose().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(failed)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(failed(e)),
+    }
+    read_secret_file("the identity secret", &path)
 }
 
 /// A secret's text from a file: one trailing line break (as `echo` and editors leave) is not
@@ -123,6 +160,18 @@ pub struct IdentityArgs {
 }
 
 impl IdentityArgs {
+    /// The key given, or else the one the shop on `data_dir` keeps (never a new one).
+    pub fn key_or_kept(&self, data_dir: &Path) -> Result<IdentityKey, ConfigError> {
+        if let Some(key) = self.key()? {
+            return Ok(key);
+        }
+        if !data_dir.join(IDENTITY_FILE).exists() {
+            return Err(ConfigError::NoKeptIdentity(data_dir.to_path_buf()));
+        }
+        let secret = kept_identity(data_dir)?;
+        Ok(IdentityKey::new(secret.expose().as_bytes()))
+    }
+
     pub fn key(&self) -> Result<Option<IdentityKey>, ConfigError> {
         let secret = secret(
             "the identity secret",
@@ -277,7 +326,8 @@ pub struct UpArgs {
 }
 
 impl UpArgs {
-    /// The shop's settings; secrets not given are fresh ones, valid for this run.
+    /// The shop's settings; the identity secret not given is the one kept in the data directory,
+    /// the token secret not given a fresh one, valid for this run (tokens end with the run).
     pub fn settings(&self) -> Result<ShopSettings, ConfigError> {
         let ports = if self.any_port {
             Ports::ANY
@@ -297,16 +347,18 @@ impl UpArgs {
         if let Some(secret) = self.token.secret()? {
             parts.gateway.token_secret = secret;
         }
-        if let Some(key) = self.identity.key()? {
-            parts.identity = key;
-        }
+        let identity = match self.identity.key()? {
+            Some(key) => key,
+            None => IdentityKey::new(kept_identity(&self.data_dir)?.expose().as_bytes()),
+        };
+        parts.identity = identity;
         Ok(settings)
     }
 }
 
 impl UpArgs {
-    /// The supervised fleet's settings, its children running `binary`; secrets not given are
-    /// fresh ones, valid for this run.
+    /// The supervised fleet's settings, its children running `binary`; secrets as for
+    /// [`UpArgs::settings`].
     pub fn supervise_settings(
         &self,
         binary: PathBuf,
@@ -329,7 +381,10 @@ impl UpArgs {
             any_port: self.any_port,
             replicas: usize::from(self.replicas),
             store_url: self.store_url.clone(),
-            identity: identity.unwrap_or_else(Secret::random),
+            identity: match identity {
+                Some(secret) => secret,
+                None => kept_identity(&self.data_dir)?,
+            },
             token: self.token.secret()?.unwrap_or_else(Secret::random),
             accounts,
             due_period_s: self.payment.due_period_s,

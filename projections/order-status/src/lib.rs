@@ -24,10 +24,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use domain::{OrderId, OrderStatus};
-use eventlog::{EventLog, Followed, LogPosition, Seen};
+use eventlog::{ActorKind, EventLog, Followed, LogPosition, Seen};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use servicekit::{ApiError, Problem, Query, Readiness, Running, StartError, Stopping};
+use servicekit::{ApiError, Caller, Problem, Query, Readiness, Running, StartError, Stopping};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
@@ -292,7 +292,11 @@ fn finish_rebuild(shared: &Shared, error: Option<String>) {
 
 /// Starts rebuilding the read model from the whole log into a fresh database; queries keep
 /// being served from the current one until the swap. 202 with the progress; 409 if one runs.
-async fn start_rebuild(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+async fn start_rebuild(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.must_be(&[ActorKind::System], "rebuild the read model")?;
     let target = shared.log.last_position().await?;
     {
         let mut rebuild = shared.rebuild.lock().unwrap_or_else(|e| e.into_inner());
@@ -476,37 +480,82 @@ async fn seller_orders(
         .map(axum::Json)
 }
 
-/// Live updates of one order: an `order` event with the row each time it changes.
+/// Live updates of one order: an `order` event with its row as it stands, then each time its
+/// status changes.
 async fn order_live(
     State(shared): State<Arc<Shared>>,
     Extension(stopping): Extension<Stopping>,
     Path(order_id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let order_id = OrderId::parse(&order_id).map_err(|_| Problem::not_found("no such order"))?;
-    Ok(live(&shared, stopping, move |row| row.order_id == order_id))
+    let changes = shared.changes.subscribe();
+    let now = read(&shared, move |store| store.order(order_id)).await?;
+    let now = now.map(|detail| detail.row).into_iter().collect();
+    Ok(live(changes, now, stopping, move |row| {
+        row.order_id == order_id
+    }))
 }
 
-/// Live updates of all of a customer's orders.
+/// Live updates of all of a customer's orders: each as it stands (the newest
+/// `store::LIST_ROWS_MAX`), then each change of status.
 async fn customer_live(
     State(shared): State<Arc<Shared>>,
     Extension(stopping): Extension<Stopping>,
     Path(customer_id): Path<String>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    live(&shared, stopping, move |row| row.customer_id == customer_id)
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let changes = shared.changes.subscribe();
+    let whose = customer_id.clone();
+    let now = read(&shared, move |store| store.customer_orders(&whose)).await?;
+    let now = now.into_iter().map(|summary| summary.row).collect();
+    Ok(live(changes, now, stopping, move |row| {
+        row.customer_id == customer_id
+    }))
 }
 
-/// Server-sent events of the changed rows `wanted` keeps. A listener that fell more than
-/// `LIVE_CHANGES_MAX` changes behind gets a `reload` event: it should query again. When the
-/// service starts stopping, a `reconnect` event ends the stream: the listener connects again
-/// (to another replica) and queries what it missed.
+/// Orders whose last sent status a live stream remembers; past it, it forgets them all (and may
+/// send a status again).
+const LIVE_ORDERS_TRACKED_MAX: usize = 10_000;
+
+/// What a live stream has told its listener: each order's last status sent.
+#[derive(Default)]
+struct Told(std::collections::HashMap<OrderId, OrderStatus>);
+
+impl Told {
+    /// Whether `row` is news: a status of its order not sent last.
+    fn news(&mut self, row: &OrderRow) -> bool {
+        if self.0.len() >= LIVE_ORDERS_TRACKED_MAX && !self.0.contains_key(&row.order_id) {
+            self.0.clear();
+        }
+        self.0.insert(row.order_id, row.status) != Some(row.status)
+    }
+}
+
+fn order_event(row: &OrderRow) -> Option<SseEvent> {
+    SseEvent::default().event("order").json_data(row).ok()
+}
+
+/// Server-sent events: `now`, the rows as they stand (read after subscribing to `changes`, so
+/// nothing falls between), then the changed rows `wanted` keeps whose status is news — one event
+/// per status an order enters. A listener that fell more than `LIVE_CHANGES_MAX` changes behind
+/// gets a `reload` event: it should query again. When the service starts stopping, a
+/// `reconnect` event ends the stream: the listener connects again (to another replica) and
+/// queries what it missed.
 fn live(
-    shared: &Shared,
+    changes: broadcast::Receiver<Arc<OrderRow>>,
+    now: Vec<OrderRow>,
     stopping: Stopping,
     wanted: impl Fn(&OrderRow) -> bool + Send + 'static,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let changes = BroadcastStream::new(shared.changes.subscribe()).filter_map(move |change| {
+    let mut told = Told::default();
+    let now: Vec<_> = now
+        .iter()
+        .filter(|row| told.news(row))
+        .filter_map(order_event)
+        .map(Ok)
+        .collect();
+    let changes = BroadcastStream::new(changes).filter_map(move |change| {
         let event = match change {
-            Ok(row) if wanted(&row) => SseEvent::default().event("order").json_data(&*row).ok(),
+            Ok(row) if wanted(&row) && told.news(&row) => order_event(&row),
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(_)) => {
                 Some(SseEvent::default().event("reload").data("{}"))
@@ -514,6 +563,7 @@ fn live(
         };
         std::future::ready(event.map(Ok))
     });
+    let changes = futures::stream::iter(now).chain(changes);
     let reconnect = futures::stream::once(async {
         Ok(SseEvent::default()
             .event("reconnect")

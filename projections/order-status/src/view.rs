@@ -140,7 +140,12 @@ pub fn evolve(row: Option<OrderRow>, fact: &Fact, revision: u64) -> Option<Order
             row.order_revision = revision;
             match e {
                 OrderEvent::OrderPlaced(_) => {}
-                OrderEvent::OrderShipped(e) => row.updated_at = e.at,
+                // What the customer sees is what the order accepts: Shipping, the status in
+                // which a receipt may be confirmed, starts when the order records it.
+                OrderEvent::OrderShipped(e) => {
+                    row.status = advance(row.status, OrderStatus::Shipping);
+                    row.updated_at = e.at;
+                }
                 OrderEvent::OrderCanceled(e) => {
                     row.status = OrderStatus::Cancelled;
                     row.cancel_reason = Some(e.reason);
@@ -193,7 +198,6 @@ pub fn evolve(row: Option<OrderRow>, fact: &Fact, revision: u64) -> Option<Order
                 started_at: e.at,
                 delivered_at: None,
             });
-            row.status = advance(row.status, OrderStatus::Shipping);
             row.updated_at = e.at;
         }
         Fact::Delivery(DeliveryEvent::DeliveryCompleted(e)) => {

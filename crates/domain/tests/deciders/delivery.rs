@@ -16,7 +16,7 @@ fn start() -> DeliveryCommand {
 fn started() -> DeliveryEvent {
     DeliveryEvent::DeliveryStarted(DeliveryStarted {
         order_id: order_id(),
-        order_status: OrderStatus::Shipping,
+        order_status: OrderStatus::Preparing,
         customer_id: alice(),
         product_id: product_id(),
         quantity: qty(2),
@@ -48,7 +48,7 @@ fn a_delivery_stream_holds_one_order() {
 fn a_delivery_is_completed_once_it_started() {
     let completed = DeliveryEvent::DeliveryCompleted(DeliveryCompleted {
         order_id: order_id(),
-        order_status: OrderStatus::Shipping,
+        order_status: OrderStatus::Closed,
         at: at(8),
     });
     given::<Delivery>(&[])

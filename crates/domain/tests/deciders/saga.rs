@@ -129,7 +129,7 @@ fn the_confirmed_deposit_takes_stock_then_the_taken_stock_starts_a_delivery() {
 }
 
 #[test]
-fn the_started_delivery_ships_the_order_and_the_receipt_completes_the_saga() {
+fn the_started_delivery_ships_the_order_and_the_receipt_completes_the_delivery_and_the_saga() {
     let mut history = paid();
     history.push(SagaEvent::DeliveryRequested(step(OrderStatus::Preparing)));
     expect(
@@ -143,8 +143,12 @@ fn the_started_delivery_ships_the_order_and_the_receipt_completes_the_saga() {
     expect(
         given_when(&history, Trigger::OrderClosed),
         vec![SagaEvent::SagaCompleted(step(OrderStatus::Closed))],
-        vec![],
+        vec![Action::MarkDelivered {
+            order_id: order_id(),
+        }],
     );
+    history.push(SagaEvent::SagaCompleted(step(OrderStatus::Closed)));
+    expect(given_when(&history, Trigger::OrderClosed), vec![], vec![]);
 }
 
 #[test]

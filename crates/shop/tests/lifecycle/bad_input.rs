@@ -2,7 +2,8 @@
 //!
 //! Each test sets up what its bad requests aim at, lets the saga settle, then sends a table of
 //! bad requests. Each must get its expected 4xx status as `application/problem+json` with a
-//! string `type`, `title` and `detail` and a numeric `status`, and the store must keep exactly
+//! string `type`, `title` and `detail` and a numeric `status` — a 422 also the `field` at fault,
+//! named in its `detail` — and the store must keep exactly
 //! the events it had: none appended by a request nor by the saga reacting to one. `$` streams
 //! and the saga's checkpoint, which it stores on its own, are left out. Every mishandled request
 //! is listed, with all it appended, so one run shows them all.
@@ -69,6 +70,18 @@ async fn malformed_bodies_are_refused_by_every_service() {
     ] {
         cases.extend(badly_sent(&route, &valid));
     }
+    // Heads over the limits, at every service and the gateway.
+    for service in [
+        Order,
+        Payment,
+        Inventory,
+        Delivery,
+        Saga,
+        Service::OrderStatus,
+    ] {
+        cases.extend(oversized_heads(service));
+    }
+    cases.extend(oversized_heads(Service::Gateway));
     // A customer's cancel takes an optional body; a bad one is still bad. Each on an order of
     // its own, so that a cancel wrongly accepted does not hide the next.
     let cancels = [
@@ -227,18 +240,25 @@ async fn invalid_fields_are_refused() {
             422,
             "no cancel reason",
         ),
-        register(json!({ "name": "", "price": 900 }), "an empty name"),
-        register(json!({ "name": "   ", "price": 900 }), "a blank name"),
+        register(json!({ "name": "", "price": 900 }), "an empty name").at("name"),
+        register(json!({ "name": "   ", "price": 900 }), "a blank name").at("name"),
         register(
             json!({ "name": "x".repeat(101), "price": 900 }),
             "a name of 101 characters",
-        ),
+        )
+        .at("name"),
         register(
             json!({ "name": "tea\u{7}", "price": 900 }),
             "a control character in a name",
-        ),
+        )
+        .at("name"),
+        register(
+            json!({ "name": "tea\u{0}", "price": 900 }),
+            "a NUL in a name",
+        )
+        .at("name"),
         register(json!({ "price": 900 }), "no name"),
-        register(json!({ "name": "Black tea", "price": -1 }), "price -1"),
+        register(json!({ "name": "Black tea", "price": -1 }), "price -1").at("price"),
         register(
             json!({ "name": "Black tea", "price": 100_000_001 }),
             "a price over the limit",
@@ -247,7 +267,8 @@ async fn invalid_fields_are_refused() {
         register(
             json!({ "name": "Black tea", "price": 900, "stock": -1 }),
             "stock -1",
-        ),
+        )
+        .at("stock"),
         register(
             json!({ "name": "Black tea", "price": 900, "stock": 1_000_001 }),
             "stock over the limit",
@@ -385,7 +406,7 @@ async fn unknown_ids_and_routes_are_not_found_and_wrong_methods_not_allowed() {
         ),
         get(Delivery, format!("/deliveries/{unknown}")).bare(404, "an unknown delivery"),
         get(Delivery, "/deliveries/d-1").bare(404, "a delivery id not a UUID"),
-        post(Delivery, format!("/deliveries/{unknown}/delivered"), SELLER)
+        post(Delivery, format!("/deliveries/{unknown}/delivered"), SAGA)
             .bare(404, "delivering an unknown delivery"),
         get(Order, "/nothing").bare(404, "an unknown order route"),
         not_found(
@@ -582,6 +603,10 @@ async fn callers_must_say_who_they_are_and_may_do_only_their_part() {
         ),
         post(Delivery, format!("/deliveries/{order}/delivered"), ALICE)
             .bare(403, "a customer marking a parcel delivered"),
+        post(Delivery, format!("/deliveries/{order}/delivered"), SELLER).bare(
+            403,
+            "a seller marking a parcel delivered (the receipt does)",
+        ),
         // Another customer's order is answered as if it did not exist.
         post(Order, format!("/orders/{order}/receipt"), BOB).json(
             json!({}),
@@ -815,6 +840,7 @@ impl Route {
             body: None,
             status,
             problem: None,
+            field: None,
         }
     }
 }
@@ -828,11 +854,18 @@ struct Case {
     status: u16,
     /// The last part of the expected problem `type`, where it matters.
     problem: Option<&'static str>,
+    /// The field the problem must name, where it matters.
+    field: Option<&'static str>,
 }
 
 impl Case {
     fn typed(mut self, slug: &'static str) -> Case {
         self.problem = Some(slug);
+        self
+    }
+
+    fn at(mut self, field: &'static str) -> Case {
+        self.field = Some(field);
         self
     }
 }
@@ -902,6 +935,24 @@ fn mishandled(case: &Case, answer: &Answer) -> Option<String> {
     if body["status"].as_u64() != Some(u64::from(answer.status)) {
         wrong.push("`status` in the body is not the answer's".to_string());
     }
+    // A body that is not a JSON object has no field to name.
+    let sent_object = case.body.as_ref().is_none_or(|(_, bytes)| {
+        serde_json::from_slice::<Value>(bytes).is_ok_and(|v| v.is_object())
+    });
+    if answer.status == 422 && sent_object {
+        match body["field"].as_str() {
+            None => wrong.push("no `field` named".to_string()),
+            Some(field) => {
+                let name = field.rsplit('.').next().unwrap_or(field);
+                if !body["detail"].as_str().unwrap_or("").contains(name) {
+                    wrong.push(format!("the detail does not name {field}"));
+                }
+                if case.field.is_some_and(|expected| expected != field) {
+                    wrong.push(format!("field {field} instead of {:?}", case.field));
+                }
+            }
+        }
+    }
     if let Some(slug) = case.problem {
         if answer.problem_type() != format!("/problems/{slug}") {
             wrong.push(format!("type {} instead of /problems/{slug}", body["type"]));
@@ -968,6 +1019,28 @@ async fn refuse_all(t: &TestShop, cases: Vec<Case>) {
         failures.join("\n")
     );
     assert_eq!(after, before);
+}
+
+/// A path, a header count and a header over the limits, each answered with a problem.
+fn oversized_heads(service: Service) -> Vec<Case> {
+    use servicekit::{HEADERS_MAX, HEADER_BYTES_MAX, URI_BYTES_MAX};
+    let long = format!("/orders/{}", "x".repeat(URI_BYTES_MAX));
+    let mut many = get(service, "/health/ready");
+    for i in 0..HEADERS_MAX {
+        let name: &'static str = Box::leak(format!("x-pad-{i}").into_boxed_str());
+        many = many.header(name, "1");
+    }
+    let large = get(service, "/health/ready").header("x-pad", "x".repeat(HEADER_BYTES_MAX));
+    vec![
+        get(service, long)
+            .bare(414, "a path over the limit")
+            .typed("uri-too-long"),
+        many.bare(431, "headers over the count limit")
+            .typed("headers-too-large"),
+        large
+            .bare(431, "a header over the size limit")
+            .typed("headers-too-large"),
+    ]
 }
 
 /// A fresh id nothing has.

@@ -36,7 +36,7 @@ async fn an_order_goes_from_placement_to_receipt() {
     );
     assert_eq!(
         t.event_types(&format!("delivery-{order}")).await,
-        ["DeliveryStarted"]
+        ["DeliveryStarted", "DeliveryCompleted"]
     );
     assert_eq!(
         t.event_types(&format!("product-{product}")).await,

@@ -74,6 +74,13 @@ async fn the_read_model_follows_an_order_and_reads_your_writes() {
     let seen = t.seen(&order, &receipt.body["position"]).await.body;
     assert_eq!(seen["status"], "Closed");
     assert!(seen["delivery"]["startedAt"].is_string());
+    // The receipt completes the delivery.
+    let path = format!("/orders/{order}");
+    eventually("the delivery is marked delivered", || async {
+        t.get(Service::OrderStatus, &path).await.body["delivery"]["deliveredAt"].is_string()
+    })
+    .await;
+    let seen = t.get(Service::OrderStatus, &path).await.body;
 
     // The timeline: every event of the order's process, in order, with who did it.
     let timeline: Vec<(String, String)> = seen["timeline"]
@@ -95,6 +102,7 @@ async fn the_read_model_follows_an_order_and_reads_your_writes() {
         ("DeliveryStarted", "system"),
         ("OrderShipped", "system"),
         ("OrderClosed", "customer"),
+        ("DeliveryCompleted", "system"),
     ];
     assert_eq!(
         timeline,
@@ -150,39 +158,69 @@ async fn a_cancelled_order_shows_why() {
     t.shop.stop().await;
 }
 
-/// Reads server-sent events until one's data satisfies `done`; fails after `EVENTUALLY_MS_MAX`.
-async fn until_event(response: &mut reqwest::Response, done: impl Fn(&Value) -> bool) {
-    let deadline =
-        tokio::time::Instant::now() + std::time::Duration::from_millis(EVENTUALLY_MS_MAX);
-    let mut text = String::new();
-    loop {
-        let chunk = tokio::time::timeout_at(deadline, response.chunk())
-            .await
-            .expect("an event in time")
-            .unwrap()
-            .expect("the stream stays open");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = text.find("\n\n") {
-            let event: String = text.drain(..end + 2).collect();
-            let data = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .collect::<Vec<_>>()
-                .join("");
-            if let Ok(value) = serde_json::from_str::<Value>(data.trim()) {
-                if done(&value) {
-                    return;
+/// A live stream's events as they come: `(event, data)`.
+struct Live {
+    response: reqwest::Response,
+    text: String,
+}
+
+impl Live {
+    /// The next event; fails after `EVENTUALLY_MS_MAX` without one.
+    async fn next(&mut self) -> (String, Value) {
+        let deadline =
+            tokio::time::Instant::now() + std::time::Duration::from_millis(EVENTUALLY_MS_MAX);
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .filter_map(|l| l.strip_prefix(name))
+                        .collect::<Vec<_>>()
+                        .join("")
+                };
+                let (event, data) = (field("event:"), field("data:"));
+                if !event.is_empty() {
+                    let data = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                    return (event.trim().to_string(), data);
                 }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the stream stays open");
+            self.text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The statuses `order` is sent in, in order, until it reaches `last`.
+    async fn statuses_until(&mut self, order: &str, last: &str) -> Vec<String> {
+        let mut statuses = Vec::new();
+        while statuses.last().map(String::as_str) != Some(last) {
+            let (event, row) = self.next().await;
+            assert_eq!(event, "order", "{row}");
+            if row["orderId"] == order {
+                statuses.push(row["status"].as_str().unwrap().to_string());
             }
         }
+        statuses
     }
 }
 
-/// The customer's screen gets each change of their orders without asking again.
+/// The customer's screen gets where their orders stand when it connects, then each status an
+/// order enters, once — and a status shown is one the order accepts the next command in: the
+/// moment it says Shipping, a receipt is taken.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_customer_sees_their_orders_change_live() {
     let t = spawn_shop().await;
     let product = t.product("Green tea", 1250, 10).await;
+    let waiting = t.place("alice", &product, 1).await;
+    t.payment_opened(&waiting).await;
+    let confirmed = t.confirm_deposit(&waiting).await;
+    let shipped = t.seen(&waiting, &confirmed.body["position"]).await;
+    assert_eq!(shipped.status, 200);
     let url = format!("{}/customers/alice/live", t.shop.url(Service::OrderStatus));
     let signed = |url: String, actor: &str| {
         t.http
@@ -190,12 +228,16 @@ async fn a_customer_sees_their_orders_change_live() {
             .header("x-actor", actor)
             .header(servicekit::PROOF_HEADER, t.shop.identity().prove(actor))
     };
-    let mut live = signed(url, "customer:alice").send().await.unwrap();
-    assert_eq!(live.status(), 200);
-    assert!(live.headers()["content-type"]
+    let response = signed(url, "customer:alice").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
+    let mut live = Live {
+        response,
+        text: String::new(),
+    };
     let mut others = signed(
         format!("{}/customers/bob/live", t.shop.url(Service::OrderStatus)),
         "customer:bob",
@@ -203,18 +245,35 @@ async fn a_customer_sees_their_orders_change_live() {
     .send()
     .await
     .unwrap();
+    // Where things stand, first.
+    let (event, now) = live.next().await;
+    assert_eq!(
+        (event.as_str(), &now["orderId"]),
+        ("order", &json!(waiting))
+    );
 
     let order = t.place("alice", &product, 1).await;
-    until_event(&mut live, |o| {
-        o["orderId"] == order && o["status"] == "AwaitingDeposit"
-    })
-    .await;
+    assert_eq!(
+        live.statuses_until(&order, "AwaitingDeposit").await,
+        ["OrderPlaced", "AwaitingDeposit"]
+    );
     t.confirm_deposit(&order).await;
-    until_event(&mut live, |o| {
-        o["orderId"] == order && o["status"] == "Shipping"
+    assert_eq!(
+        live.statuses_until(&order, "Shipping").await,
+        ["DepositConfirmed", "Preparing", "Shipping"]
+    );
+    let receipt = t.receipt("alice", &order).await;
+    assert_eq!(receipt.status, 201, "{receipt:?}");
+    assert_eq!(live.statuses_until(&order, "Closed").await, ["Closed"]);
+    // The delivery is marked delivered after the receipt; the status sent stays Closed.
+    eventually("the delivery is marked delivered", || async {
+        t.get(Service::OrderStatus, &format!("/orders/{order}"))
+            .await
+            .body["delivery"]["deliveredAt"]
+            .is_string()
     })
     .await;
-    // Bob's stream says nothing of Alice's order (only keep-alive comments, if anything).
+    // Bob's stream says nothing of Alice's orders (only keep-alive comments, if anything).
     let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), others.chunk()).await;
     if let Ok(Ok(Some(chunk))) = quiet {
         assert!(!String::from_utf8_lossy(&chunk).contains(&order));
@@ -315,6 +374,16 @@ async fn a_rebuilt_read_model_equals_the_live_one() {
             None,
         )
     };
+    let by_customer = t
+        .send(
+            Service::OrderStatus,
+            reqwest::Method::POST,
+            "/admin/rebuild",
+            Some("customer:alice"),
+            None,
+        )
+        .await;
+    assert_eq!(by_customer.status, 403, "{by_customer:?}");
     let started = rebuild().await;
     assert_eq!(started.status, 202, "{started:?}");
     // A second request while it runs is refused (or starts anew if it already finished).
