@@ -49,8 +49,8 @@ pub enum DeliveryEvent {
 }
 
 event_contract!(DeliveryEvent {
-    DeliveryStarted,
-    DeliveryCompleted
+    DeliveryStarted = crate::contract::DELIVERY_STARTED,
+    DeliveryCompleted = crate::contract::DELIVERY_COMPLETED,
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,6 +9,7 @@
 //! decision needs from outside (a price, the current time, who acts) comes in the command.
 
 pub mod catalogue;
+pub mod contract;
 pub mod delivery;
 pub mod order;
 pub mod payment;
@@ -17,6 +18,7 @@ pub mod saga;
 pub mod status;
 pub mod values;
 
+pub use contract::EventError;
 pub use status::{CancelReason, OrderStatus};
 pub use values::{CustomerId, Money, OrderId, ProductId, ProductName, Quantity, ValueError};
 
@@ -44,26 +46,28 @@ pub trait Decider {
 
 /// The contract of a stored event: its type name and its JSON data.
 pub trait Event: Sized {
+    /// Every type this aggregate's stream holds, as stored (`contract`'s constants).
+    const TYPES: &'static [&'static str];
     /// The event type as stored: a fixed name, never renamed.
     fn event_type(&self) -> &'static str;
     /// The event's data as stored: JSON carrying `orderId` and `orderStatus` where an order is
-    /// involved.
+    /// involved, and `schemaVersion` past version 1.
     fn to_json(&self) -> serde_json::Value;
-    /// Reads a stored event back; `Ok(None)` for a type this aggregate does not know.
-    fn from_json(
-        event_type: &str,
-        data: serde_json::Value,
-    ) -> Result<Option<Self>, serde_json::Error>;
+    /// Reads a stored event back, of any version (upcast to the current one); a type this
+    /// aggregate does not know is an error, never skipped.
+    fn from_json(event_type: &str, data: serde_json::Value) -> Result<Self, EventError>;
 }
 
-/// Implements [`Event`] for an enum whose variants are named after the event types and each
-/// wrap one serde data struct.
+/// Implements [`Event`] for an enum whose variants each wrap one serde data struct, stored as
+/// the type named by a `contract` constant.
 macro_rules! event_contract {
-    ($enum:ident { $($variant:ident),+ $(,)? }) => {
+    ($enum:ident { $($variant:ident = $name:path),+ $(,)? }) => {
         impl $crate::Event for $enum {
+            const TYPES: &'static [&'static str] = &[$($name),+];
+
             fn event_type(&self) -> &'static str {
                 match self {
-                    $($enum::$variant(_) => stringify!($variant),)+
+                    $($enum::$variant(_) => $name,)+
                 }
             }
 
@@ -72,13 +76,17 @@ macro_rules! event_contract {
                     $($enum::$variant(data) => serde_json::to_value(data),)+
                 };
                 // Plain data structs of strings, numbers and ids always serialize.
-                data.unwrap_or(serde_json::Value::Null)
+                $crate::contract::stamp(self.event_type(), data.unwrap_or(serde_json::Value::Null))
             }
 
-            fn from_json(event_type: &str, data: serde_json::Value) -> Result<Option<Self>, serde_json::Error> {
+            fn from_json(
+                event_type: &str,
+                data: serde_json::Value,
+            ) -> Result<Self, $crate::EventError> {
+                let data = $crate::contract::upcast(event_type, data)?;
                 match event_type {
-                    $(stringify!($variant) => serde_json::from_value(data).map($enum::$variant).map(Some),)+
-                    _ => Ok(None),
+                    $(t if t == $name => Ok(serde_json::from_value(data).map($enum::$variant)?),)+
+                    other => Err($crate::EventError::UnknownType(other.to_string())),
                 }
             }
         }

@@ -81,10 +81,10 @@ pub enum OrderEvent {
 }
 
 event_contract!(OrderEvent {
-    OrderPlaced,
-    OrderShipped,
-    OrderCanceled,
-    OrderClosed
+    OrderPlaced = crate::contract::ORDER_PLACED,
+    OrderShipped = crate::contract::ORDER_SHIPPED,
+    OrderCanceled = crate::contract::ORDER_CANCELED,
+    OrderClosed = crate::contract::ORDER_CLOSED,
 });
 
 /// What the order needs to remember of its placement.

@@ -61,7 +61,16 @@ pub struct PayChecked {
     pub order_id: OrderId,
     pub order_status: OrderStatus,
     pub amount: Money,
+    /// Since version 2: the reference the money came with.
+    pub deposit_reference: String,
     pub at: DateTime<Utc>,
+}
+
+/// The reference a customer writes on the transfer for `order_id`, so the seller can match it:
+/// short, derived from the order's id, so a retried opening gives the same reference.
+pub fn deposit_reference(order_id: OrderId) -> String {
+    let hex = order_id.as_uuid().simple().to_string().to_uppercase();
+    format!("MM-{}", &hex[..12])
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,9 +92,9 @@ pub enum PaymentEvent {
 }
 
 event_contract!(PaymentEvent {
-    PayPlaced,
-    PayChecked,
-    PayCanceled
+    PayPlaced = crate::contract::PAY_PLACED,
+    PayChecked = crate::contract::PAY_CHECKED,
+    PayCanceled = crate::contract::PAY_CANCELED,
 });
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +208,7 @@ impl Decider for Payment {
                     order_id: o.order_id,
                     order_status: OrderStatus::DepositConfirmed,
                     amount: o.amount,
+                    deposit_reference: o.deposit_reference.clone(),
                     at,
                 })])
             }

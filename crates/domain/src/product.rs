@@ -96,10 +96,10 @@ pub enum ProductEvent {
 }
 
 event_contract!(ProductEvent {
-    ProductRegistered,
-    StockAdded,
-    QtyDecreased,
-    QtyIncreased
+    ProductRegistered = crate::contract::PRODUCT_REGISTERED,
+    StockAdded = crate::contract::STOCK_ADDED,
+    QtyDecreased = crate::contract::QTY_DECREASED,
+    QtyIncreased = crate::contract::QTY_INCREASED,
 });
 
 #[derive(Debug, Clone, PartialEq)]

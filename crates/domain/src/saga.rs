@@ -153,14 +153,14 @@ pub enum SagaEvent {
 }
 
 event_contract!(SagaEvent {
-    PaymentRequested,
-    DepositAwaited,
-    StockRequested,
-    DeliveryRequested,
-    ShipmentRecorded,
-    SagaCompleted,
-    CompensationStarted,
-    StockReturnRequested
+    PaymentRequested = crate::contract::PAYMENT_REQUESTED,
+    DepositAwaited = crate::contract::DEPOSIT_AWAITED,
+    StockRequested = crate::contract::STOCK_REQUESTED,
+    DeliveryRequested = crate::contract::DELIVERY_REQUESTED,
+    ShipmentRecorded = crate::contract::SHIPMENT_RECORDED,
+    SagaCompleted = crate::contract::SAGA_COMPLETED,
+    CompensationStarted = crate::contract::COMPENSATION_STARTED,
+    StockReturnRequested = crate::contract::STOCK_RETURN_REQUESTED,
 });
 
 #[derive(Debug, Clone, PartialEq, Default)]

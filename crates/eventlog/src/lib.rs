@@ -206,8 +206,9 @@ impl EventLog {
         &self.client
     }
 
-    /// Reads a whole stream as the aggregate's events. Types the aggregate does not know (e.g.
-    /// system events) are skipped.
+    /// Reads a whole stream as the aggregate's events, older versions upcast. A type the
+    /// aggregate does not know is an error (`Unreadable`): skipping it would make history vanish
+    /// (a renamed event type, a stream written by another part).
     pub async fn read<E: Event>(&self, stream: &str) -> Result<Vec<Recorded<E>>, LogError> {
         Ok(self.read_with_revision(stream).await?.events)
     }
@@ -245,11 +246,8 @@ impl EventLog {
             };
             let data: serde_json::Value =
                 serde_json::from_slice(&recorded.data).map_err(|e| unreadable(e.to_string()))?;
-            let Some(event) =
-                E::from_json(&recorded.event_type, data).map_err(|e| unreadable(e.to_string()))?
-            else {
-                continue;
-            };
+            let event =
+                E::from_json(&recorded.event_type, data).map_err(|e| unreadable(e.to_string()))?;
             let metadata = serde_json::from_slice(&recorded.custom_metadata).ok();
             read.events.push(Recorded {
                 event,
@@ -469,10 +467,23 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// The event as `E`; `None` for a type `E` does not know or data that does not parse.
+    /// The event as `E` (older versions upcast); `None` for a type `E` does not know (a
+    /// follower of several streams' events takes what it needs). Data of a known type that
+    /// does not fit is logged, and also `None`.
     pub fn decode<E: Event>(&self) -> Option<E> {
-        let data = serde_json::from_slice(&self.data).ok()?;
-        E::from_json(&self.event_type, data).ok().flatten()
+        if !E::TYPES.contains(&self.event_type.as_str()) {
+            return None;
+        }
+        let decoded = serde_json::from_slice(&self.data)
+            .map_err(domain::EventError::from)
+            .and_then(|data| E::from_json(&self.event_type, data));
+        match decoded {
+            Ok(event) => Some(event),
+            Err(e) => {
+                tracing::error!(stream = %self.stream, id = %self.id, event_type = %self.event_type, error = %e, "an event does not fit its contract; skipped");
+                None
+            }
+        }
     }
 }
 

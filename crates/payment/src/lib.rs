@@ -70,13 +70,6 @@ fn stream(order_id: OrderId) -> String {
     format!("payment-{order_id}")
 }
 
-/// What the customer writes on the transfer: short, derived from the order, so a retried
-/// opening gives the same reference.
-fn deposit_reference(order_id: OrderId) -> String {
-    let hex = order_id.as_uuid().simple().to_string().to_uppercase();
-    format!("MM-{}", &hex[..12])
-}
-
 /// The payment's refusals as answers.
 fn refusal(e: PaymentError) -> Problem {
     let detail = e.to_string();
@@ -172,7 +165,7 @@ async fn open(
     let command = PaymentCommand::Open {
         order_id,
         amount: servicekit::field("amount", Money::cents(request.amount))?,
-        deposit_reference: deposit_reference(order_id),
+        deposit_reference: domain::payment::deposit_reference(order_id),
         account: app.account.clone(),
         due_at: now + app.due_period,
         at: now,

@@ -33,22 +33,24 @@ impl From<CheckpointStored> for LogPosition {
     }
 }
 
+/// The checkpoint's event type, as stored.
+pub const CHECKPOINT_STORED: &str = "CheckpointStored";
+
 impl domain::Event for CheckpointStored {
+    const TYPES: &'static [&'static str] = &[CHECKPOINT_STORED];
+
     fn event_type(&self) -> &'static str {
-        "CheckpointStored"
+        CHECKPOINT_STORED
     }
 
     fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    fn from_json(
-        event_type: &str,
-        data: serde_json::Value,
-    ) -> Result<Option<Self>, serde_json::Error> {
+    fn from_json(event_type: &str, data: serde_json::Value) -> Result<Self, domain::EventError> {
         match event_type {
-            "CheckpointStored" => serde_json::from_value(data).map(Some),
-            _ => Ok(None),
+            CHECKPOINT_STORED => Ok(serde_json::from_value(data)?),
+            other => Err(domain::EventError::UnknownType(other.to_string())),
         }
     }
 }

@@ -10,9 +10,7 @@ use serde_json::json;
 
 #[track_caller]
 fn loads<E: Event + std::fmt::Debug>(event_type: &str, data: serde_json::Value) -> E {
-    let event = E::from_json(event_type, data.clone())
-        .expect("valid data")
-        .expect("known type");
+    let event = E::from_json(event_type, data.clone()).expect("a known type, valid data");
     assert_eq!(event.event_type(), event_type);
     assert_eq!(event.to_json(), data, "round trip");
     event
@@ -56,7 +54,10 @@ fn stored_payment_product_and_delivery_events_load_and_round_trip() {
     );
     let _: PaymentEvent = loads(
         "PayChecked",
-        json!({"orderId": order, "orderStatus": "DepositConfirmed", "amount": 2500, "at": "2026-11-24T12:10:00Z"}),
+        json!({
+            "orderId": order, "orderStatus": "DepositConfirmed", "amount": 2500,
+            "depositReference": "MM-0F8FAD5BD9CB", "schemaVersion": 2, "at": "2026-11-24T12:10:00Z"
+        }),
     );
     let _: PaymentEvent = loads(
         "PayCanceled",
@@ -91,10 +92,34 @@ fn stored_payment_product_and_delivery_events_load_and_round_trip() {
 }
 
 #[test]
+fn a_pay_checked_of_version_1_loads_with_the_reference_derived_from_its_order() {
+    let order = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let v1 = json!({"orderId": order, "orderStatus": "DepositConfirmed", "amount": 2500, "at": "2026-11-24T12:10:00Z"});
+    let PaymentEvent::PayChecked(checked) = PaymentEvent::from_json("PayChecked", v1).unwrap()
+    else {
+        panic!("not a PayChecked");
+    };
+    assert_eq!(checked.deposit_reference, "MM-0F8FAD5BD9CB");
+    let written = PaymentEvent::PayChecked(checked).to_json();
+    assert_eq!(written["schemaVersion"], 2);
+    let newer = json!({"orderId": order, "orderStatus": "DepositConfirmed", "amount": 2500,
+                       "depositReference": "MM-1", "schemaVersion": 3, "at": "2026-11-24T12:10:00Z"});
+    assert!(matches!(
+        PaymentEvent::from_json("PayChecked", newer),
+        Err(domain::EventError::TooNew {
+            found: 3,
+            known: 2,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn unknown_types_are_not_this_aggregates_and_bad_data_is_an_error() {
-    assert!(OrderEvent::from_json("PayPlaced", json!({}))
-        .unwrap()
-        .is_none());
+    assert!(matches!(
+        OrderEvent::from_json("PayPlaced", json!({})),
+        Err(domain::EventError::UnknownType(t)) if t == "PayPlaced"
+    ));
     assert!(OrderEvent::from_json("OrderClosed", json!({"orderId": "nope"})).is_err());
     let bad_quantity = json!({"productId": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "quantity": 0, "stockAfter": 0, "at": "2026-11-24T12:00:00Z"});
     assert!(ProductEvent::from_json("StockAdded", bad_quantity).is_err());

@@ -31,6 +31,7 @@ fn checked() -> PaymentEvent {
         order_id: order_id(),
         order_status: OrderStatus::DepositConfirmed,
         amount: eur(2500),
+        deposit_reference: "MM-0001".into(),
         at: at(10),
     })
 }

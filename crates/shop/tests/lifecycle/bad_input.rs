@@ -114,7 +114,7 @@ async fn malformed_bodies_are_refused_by_every_service() {
         cases.push(cancel.raw(content_type, body, status, what));
     }
     refuse_all(&t, cases).await;
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// The body `valid` for `route`, sent in every wrong way.
@@ -317,7 +317,7 @@ async fn invalid_fields_are_refused() {
         start(json!({ "productId": null }), "a delivery without a product"),
     ];
     refuse_all(&t, cases).await;
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Unknown orders, payments, products, deliveries and routes; known routes with the wrong method.
@@ -464,7 +464,7 @@ async fn unknown_ids_and_routes_are_not_found_and_wrong_methods_not_allowed() {
         ),
     ];
     refuse_all(&t, cases).await;
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Commands without an `x-actor`, with a malformed one, or from the wrong kind of caller.
@@ -620,7 +620,7 @@ async fn callers_must_say_who_they_are_and_may_do_only_their_part() {
         ),
     ]);
     refuse_all(&t, cases).await;
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Commands the order, payment or product is in the wrong state for.
@@ -771,7 +771,7 @@ async fn commands_in_the_wrong_state_conflict() {
         ),
     ];
     refuse_all(&t, cases).await;
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Where a request goes and who sends it.
@@ -964,18 +964,12 @@ fn mishandled(case: &Case, answer: &Answer) -> Option<String> {
 /// The store's events, oldest first, as `stream type`; without `$` streams and the saga's
 /// checkpoint, which it stores on its own.
 async fn stored(t: &TestShop) -> Vec<String> {
-    let options = eventstore::ReadAllOptions::default()
-        .position(eventstore::StreamPosition::Start)
-        .forwards();
-    let mut reader = t.store.read_all(&options).await.unwrap();
-    let mut events = Vec::new();
-    while let Some(resolved) = reader.next().await.unwrap() {
-        let event = resolved.get_original_event();
-        if !event.stream_id.starts_with('$') && event.stream_id != saga::CHECKPOINT_STREAM {
-            events.push(format!("{} {}", event.stream_id, event.event_type));
-        }
-    }
-    events
+    t.all_events()
+        .await
+        .into_iter()
+        .filter(|event| event.stream_id != saga::CHECKPOINT_STREAM)
+        .map(|event| format!("{} {}", event.stream_id, event.event_type))
+        .collect()
 }
 
 /// Lets the saga react to what was appended; a saga that does not settle is one more failure.

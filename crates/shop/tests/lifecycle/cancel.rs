@@ -34,7 +34,7 @@ async fn a_cancel_before_the_deposit_cancels_order_and_payment_and_touches_no_st
         t.event_types(&format!("order-{order}")).await,
         ["OrderPlaced", "OrderCanceled"]
     );
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Test 3.
@@ -62,7 +62,7 @@ async fn a_cancel_after_the_deposit_is_refused_with_a_reason_and_the_order_goes_
         ["DeliveryStarted"]
     );
     assert_eq!(t.stock(&product).await, 8);
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Test 4: many orders, each with a cancel and a confirmation sent at the same moment, all at
@@ -145,7 +145,7 @@ async fn cancel_racing_the_confirmation_has_exactly_one_winner() {
         confirmed.len()
     );
     let t = Arc::into_inner(t).expect("no task holds the shop any more");
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Another customer cannot cancel someone's order (it is answered as unknown).
@@ -162,5 +162,5 @@ async fn a_customer_cannot_cancel_another_customers_order() {
             .body["status"],
         "OrderPlaced"
     );
-    t.shop.stop().await;
+    t.stop().await;
 }

@@ -239,7 +239,7 @@ async fn every_route_admits_exactly_who_it_should() {
         assert!(!text.contains(&other) && !text.contains(&order), "{text}");
     }
     drop((bobs_live, alices_order_live));
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// The request id a client sends reaches the service and the event's metadata.
@@ -271,7 +271,7 @@ async fn the_request_id_reaches_the_events() {
         .await
         .unwrap();
     assert!(!response.headers()["x-request-id"].is_empty());
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Test 3 of issue 4, first half: past the concurrency limit, 503 + Retry-After at once; past a
@@ -417,7 +417,7 @@ async fn a_dead_upstream_trips_the_breaker_and_recovers() {
             == 200
     })
     .await;
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Test 5 of issue 4: bad tokens, oversize bodies, unknown routes and malformed JSON are refused
@@ -553,8 +553,8 @@ async fn bad_input_is_refused_at_the_gateway() {
         t.event_types(&format!("product-{product}")).await.len(),
         before
     );
-    other_shop.shop.stop().await;
-    t.shop.stop().await;
+    other_shop.stop().await;
+    t.stop().await;
 }
 
 /// Services answer only signed identities: reaching a service's port directly with a made-up
@@ -634,7 +634,7 @@ async fn services_refuse_callers_that_did_not_come_through_the_gateway() {
         t.event_types(&format!("order-{order}")).await,
         ["OrderPlaced"]
     );
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Requests to an upstream with several replicas go round robin over the ready ones; a replica
@@ -698,7 +698,7 @@ async fn replicas_share_the_load_and_a_stopped_one_is_left_out() {
         assert_eq!(answer.status, 200, "{answer:?}");
     }
     gateway.stop().await;
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Each password check holds its hash's memory (argon2id, 19 MiB): a burst of logins runs a

@@ -89,7 +89,7 @@ async fn an_order_goes_from_placement_to_receipt() {
     );
     assert_eq!(pay_placed.metadata["actor"]["kind"], "system");
     assert_eq!(placed.metadata["actor"]["id"], "alice");
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 #[track_caller]

@@ -19,6 +19,57 @@ pub struct TestShop {
     _dir: tempfile::TempDir,
 }
 
+impl TestShop {
+    /// Every event stored, oldest first, but the store's own (`$` streams).
+    pub async fn all_events(&self) -> Vec<eventstore::RecordedEvent> {
+        let options = eventstore::ReadAllOptions::default()
+            .position(eventstore::StreamPosition::Start)
+            .forwards();
+        let mut reader = self.store.read_all(&options).await.unwrap();
+        let mut events = Vec::new();
+        while let Some(resolved) = reader.next().await.unwrap() {
+            // The event as stored: a link itself where it is one.
+            let Some(event) = resolved.link.or(resolved.event) else {
+                continue;
+            };
+            if !event.stream_id.starts_with('$') {
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    /// Stops the shop after checking every event it stored against the event contract
+    /// (`contracts/`): a test that wrote an event its schema refuses fails.
+    pub async fn stop(self) {
+        let violations = self.contract_violations().await;
+        self.shop.stop().await;
+        assert!(
+            violations.is_empty(),
+            "{} events break the contract:\n{}",
+            violations.len(),
+            violations.join("\n")
+        );
+    }
+
+    /// Every stored event (but the store's own `$` streams) that its schema refuses.
+    async fn contract_violations(&self) -> Vec<String> {
+        let contract = crate::contract::Contract::get();
+        let mut violations = Vec::new();
+        for event in self.all_events().await {
+            let data = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
+            let metadata = serde_json::from_slice(&event.custom_metadata).unwrap_or(Value::Null);
+            for violation in contract.violations(&event.event_type, &data, &metadata) {
+                violations.push(format!(
+                    "{} {} #{}: {violation}",
+                    event.stream_id, event.event_type, event.revision
+                ));
+            }
+        }
+        violations
+    }
+}
+
 pub async fn spawn_shop() -> TestShop {
     spawn_shop_with(|_| {}).await
 }

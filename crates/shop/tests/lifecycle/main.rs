@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cancel;
+mod contract;
 mod gateway;
 mod graceful_stop;
 mod happy_path;

@@ -31,7 +31,7 @@ async fn orders_are_accepted_while_payment_inventory_and_delivery_are_down_and_g
     t.shop.start_service(Service::Delivery).await.unwrap();
     assert_eq!(t.confirm_deposit(&order).await.status, 201);
     t.order_reaches(&order, "Shipping").await;
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Test 8.
@@ -59,7 +59,7 @@ async fn with_inventory_down_the_breaker_opens_nothing_is_compensated_and_the_or
     t.shop.start_service(Service::Inventory).await.unwrap();
     t.order_reaches(&order, "Shipping").await;
     assert_eq!(t.stock(&product).await, 9);
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Test 9: the saga stopped mid-flight and restarted from an older checkpoint produces no
@@ -84,11 +84,19 @@ async fn a_saga_replaying_from_an_older_checkpoint_has_no_second_effect() {
     assert_eq!(t.confirm_deposit(&in_flight).await.status, 201);
     t.shop.stop_service(Service::Saga).await;
 
-    // Rewind: the checkpoint goes back to the start of the log.
+    // Rewind: the checkpoint goes back to the start of the log (written as an operator would,
+    // with the contract's metadata).
     let rewind = EventData::json(
         "CheckpointStored",
         &serde_json::json!({ "commit": 0, "prepare": 0 }),
     )
+    .unwrap()
+    .metadata_as_json(&serde_json::json!({
+        "$correlationId": uuid::Uuid::new_v4(),
+        "$causationId": uuid::Uuid::new_v4(),
+        "actor": { "kind": "system", "id": "operator" },
+        "at": chrono::Utc::now(),
+    }))
     .unwrap();
     t.store
         .append_to_stream(
@@ -134,7 +142,7 @@ async fn a_saga_replaying_from_an_older_checkpoint_has_no_second_effect() {
         assert_eq!(steps.len(), recorded, "a step recorded twice for {order}");
     }
     assert_eq!(t.order(&cancelled).await.body["status"], "Cancelled");
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// A saga stopped while a compensation waits for a service (out of stock found, payment down)
@@ -165,7 +173,7 @@ async fn a_compensation_interrupted_by_a_restart_is_finished_after_it() {
         (Some("Cancelled"), Some(true))
     );
     assert_eq!(t.stock(&product).await, 1);
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Places orders (each with its own orderId) until `stop`: what was acknowledged, what was shed
@@ -285,5 +293,5 @@ async fn with_the_store_away_commands_are_shed_and_when_it_is_back_every_followe
             "order {order}"
         );
     }
-    t.shop.stop().await;
+    t.stop().await;
 }

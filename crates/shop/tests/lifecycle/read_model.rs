@@ -141,7 +141,7 @@ async fn the_read_model_follows_an_order_and_reads_your_writes() {
         .await
         .body;
     assert!(theirs.as_array().unwrap().is_empty());
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,7 +155,7 @@ async fn a_cancelled_order_shows_why() {
     assert_eq!(seen["status"], "Cancelled");
     assert_eq!(seen["cancelReason"], "CustomerRequest");
     assert_eq!(seen["deposit"]["cancelled"], true);
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// A live stream's events as they come: `(event, data)`.
@@ -280,7 +280,7 @@ async fn a_customer_sees_their_orders_change_live() {
     }
     // Open streams would hold the shop's graceful stop for its whole drain time.
     drop((live, others));
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Everything the read model answers about `orders` and `customers`.
@@ -416,5 +416,5 @@ async fn a_rebuilt_read_model_equals_the_live_one() {
             == "Shipping"
     })
     .await;
-    t.shop.stop().await;
+    t.stop().await;
 }

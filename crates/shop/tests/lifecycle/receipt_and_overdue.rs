@@ -48,7 +48,7 @@ async fn receipt_before_shipping_is_refused_and_after_it_closes_the_order() {
             .unwrap(),
         "SagaCompleted"
     );
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Test 11.
@@ -68,5 +68,5 @@ async fn an_overdue_deposit_cancels_the_order() {
     t.saga_settled().await;
     assert_eq!(t.stock(&product).await, 10);
     assert!(t.events(&format!("delivery-{order}")).await.is_empty());
-    t.shop.stop().await;
+    t.stop().await;
 }

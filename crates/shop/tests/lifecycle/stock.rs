@@ -25,7 +25,7 @@ async fn out_of_stock_at_confirmation_refunds_and_cancels_the_order() {
     assert_eq!(pay_canceled.data["reason"], "OutOfStock");
     assert!(t.events(&format!("delivery-{order}")).await.is_empty());
     assert_eq!(t.stock(&product).await, 1);
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Test 6: a flash sale — many more orders than units, every deposit confirmed at once.
@@ -94,7 +94,7 @@ async fn a_flash_sale_never_oversells() {
         }
     }
     let t = Arc::into_inner(t).expect("no task holds the shop any more");
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// The seller's retried stock delivery (same change id) is added once.
@@ -117,7 +117,7 @@ async fn a_retried_stock_delivery_is_added_once() {
         assert_eq!(answer.body["stock"], 15);
     }
     assert_eq!(t.stock(&product).await, 15);
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 /// Registering a product again (a retried registration) adds nothing and answers the stock as it
@@ -152,5 +152,5 @@ async fn a_repeated_registration_answers_the_stock_as_it_stands() {
         (200, Some(8)),
         "{again:?}"
     );
-    t.shop.stop().await;
+    t.stop().await;
 }

@@ -58,7 +58,7 @@ async fn one_trace_id_runs_from_the_client_through_the_services_and_the_saga_int
     let started = answer.headers()["x-trace-id"].to_str().unwrap().to_string();
     assert_eq!(started.len(), 32);
     assert_ne!(started, TRACE_ID);
-    t.shop.stop().await;
+    t.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -93,5 +93,5 @@ async fn metrics_show_latency_per_route_saga_steps_follower_lag_and_breakers() {
     ] {
         assert!(has(needle), "no {needle} in\n{text}");
     }
-    t.shop.stop().await;
+    t.stop().await;
 }
