@@ -5,6 +5,7 @@
 //!
 //! It must not: call other services; the saga starts deliveries once stock was taken.
 
+use api::delivery::{DeliveryStatus, DeliveryView, StartDelivery};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::post;
@@ -13,7 +14,7 @@ use chrono::Utc;
 use domain::delivery::{Delivery, DeliveryCommand, DeliveryError, DeliveryState};
 use domain::{CustomerId, OrderId, ProductId, Quantity};
 use eventlog::{ActorKind, EventLog};
-use serde::{Deserialize, Serialize};
+use servicekit::ProblemKind;
 use servicekit::{field, ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
@@ -53,26 +54,15 @@ fn refusal(e: DeliveryError) -> Problem {
     let detail = e.to_string();
     match e {
         DeliveryError::NotStarted => Problem::not_found(detail),
-        DeliveryError::OtherOrder => {
-            Problem::conflict("other-order", "Another order's delivery", detail)
-        }
+        DeliveryError::OtherOrder => Problem::of(ProblemKind::OtherOrder, detail),
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DeliveryView {
-    order_id: OrderId,
-    /// NotStarted, Underway or Delivered.
-    status: &'static str,
-    revision: Option<u64>,
 }
 
 fn view(order_id: OrderId, state: DeliveryState, revision: Option<u64>) -> DeliveryView {
     let status = match state {
-        DeliveryState::NotStarted => "NotStarted",
-        DeliveryState::Underway { .. } => "Underway",
-        DeliveryState::Delivered { .. } => "Delivered",
+        DeliveryState::NotStarted => DeliveryStatus::NotStarted,
+        DeliveryState::Underway { .. } => DeliveryStatus::Underway,
+        DeliveryState::Delivered { .. } => DeliveryStatus::Delivered,
     };
     DeliveryView {
         order_id,
@@ -96,19 +86,10 @@ async fn run(
     Ok(servicekit::answer(&executed, body))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StartRequest {
-    order_id: String,
-    customer_id: String,
-    product_id: String,
-    quantity: i64,
-}
-
 async fn start(
     State(log): State<EventLog>,
     caller: Caller,
-    Json(request): Json<StartRequest>,
+    Json(request): Json<StartDelivery>,
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::System], "start deliveries")?;
     let order_id = field("orderId", OrderId::parse(&request.order_id))?;

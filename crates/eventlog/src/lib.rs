@@ -52,6 +52,69 @@ pub enum ActorKind {
     System,
 }
 
+/// Longest actor id, in characters.
+pub const ACTOR_ID_CHARS_MAX: usize = 64;
+
+impl ActorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ActorKind::Customer => "customer",
+            ActorKind::Seller => "seller",
+            ActorKind::System => "system",
+        }
+    }
+}
+
+impl Actor {
+    /// A part of the shop acting on its own (`system:saga`).
+    pub fn system(name: &str) -> Actor {
+        Actor {
+            kind: ActorKind::System,
+            id: name.to_string(),
+        }
+    }
+}
+
+/// An actor's text form, as the `x-actor` header carries it: `kind:id`.
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind.name(), self.id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "an actor looks like customer:<name>, seller:<name> or system:<name>; names have 1 to \
+     {ACTOR_ID_CHARS_MAX} letters, digits, '-' or '_'"
+)]
+pub struct BadActor;
+
+impl std::str::FromStr for Actor {
+    type Err = BadActor;
+
+    fn from_str(text: &str) -> Result<Actor, BadActor> {
+        let (kind, id) = text.split_once(':').ok_or(BadActor)?;
+        let kind = match kind {
+            "customer" => ActorKind::Customer,
+            "seller" => ActorKind::Seller,
+            "system" => ActorKind::System,
+            _ => return Err(BadActor),
+        };
+        let valid_id = !id.is_empty()
+            && id.chars().count() <= ACTOR_ID_CHARS_MAX
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_id {
+            return Err(BadActor);
+        }
+        Ok(Actor {
+            kind,
+            id: id.to_string(),
+        })
+    }
+}
+
 /// The metadata every event carries, after EventStoreDB conventions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {

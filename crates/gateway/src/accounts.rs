@@ -17,10 +17,10 @@ pub enum Role {
 
 impl Role {
     /// The actor kind the services know it by.
-    pub fn actor_kind(self) -> &'static str {
+    pub fn actor_kind(self) -> servicekit::ActorKind {
         match self {
-            Role::Customer => "customer",
-            Role::Seller => "seller",
+            Role::Customer => servicekit::ActorKind::Customer,
+            Role::Seller => servicekit::ActorKind::Seller,
         }
     }
 }
@@ -58,8 +58,11 @@ pub struct Claims {
 
 impl Claims {
     /// The `x-actor` the services receive.
-    pub fn actor(&self) -> String {
-        format!("{}:{}", self.role.actor_kind(), self.sub)
+    pub fn actor(&self) -> servicekit::Actor {
+        servicekit::Actor {
+            kind: self.role.actor_kind(),
+            id: self.sub.clone(),
+        }
     }
 }
 

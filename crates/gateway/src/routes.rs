@@ -1,5 +1,6 @@
 //! The gateway's routes: who may call each, and where it goes.
 
+use servicekit::ProblemKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -140,14 +141,12 @@ async fn rate_limit(State(gateway): State<Shared>, mut request: Request, next: N
         .as_ref()
         .ok()
         .and_then(Option::as_ref)
-        .map(Claims::actor);
+        .map(|claims| claims.actor().to_string());
     request.extensions_mut().insert(Checked(checked));
     let key = account.unwrap_or_else(|| client_address(&request, gateway.trusted_proxies));
     if gateway.rate.check_key(&key).is_err() {
-        let mut problem = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many requests",
+        let mut problem = Problem::of(
+            ProblemKind::RateLimited,
             "this client is over its request rate; retry shortly",
         );
         problem.retry_after_s = Some(gateway.retry_after_s);
@@ -209,12 +208,7 @@ impl FromRequestParts<Shared> for Caller {
 }
 
 fn unauthorized(detail: &str) -> Problem {
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "Log in first",
-        detail,
-    )
+    Problem::of(ProblemKind::Unauthorized, detail)
 }
 
 impl Caller {
@@ -295,7 +289,10 @@ impl Forward<'_> {
         // Anonymous reads go as the gateway itself: services answer only signed identities.
         let actor = self
             .caller
-            .map_or("system:gateway".to_string(), |caller| caller.actor());
+            .map_or(servicekit::Actor::system("gateway"), |caller| {
+                caller.actor()
+            })
+            .to_string();
         let proof = gateway.identity.prove(&actor);
         if let (Ok(actor), Ok(proof)) =
             (HeaderValue::from_str(&actor), HeaderValue::from_str(&proof))
@@ -378,18 +375,11 @@ fn refused(gateway: &Gateway, failure: Failure) -> Problem {
         Failure::BreakerOpen(_) | Failure::NoReplica(_) => {
             Problem::unavailable(failure.to_string(), gateway.retry_after_s)
         }
-        Failure::Timeout(_) => Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream-timeout",
-            "The shop did not answer in time",
-            failure.to_string(),
-        ),
+        Failure::Timeout(_) => Problem::of(ProblemKind::UpstreamTimeout, failure.to_string()),
         Failure::Failed(..) => {
             tracing::warn!(%failure, "upstream failed");
-            Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream-failed",
-                "The shop could not answer",
+            Problem::of(
+                ProblemKind::UpstreamFailed,
                 "a service failed; it is safe to retry",
             )
         }

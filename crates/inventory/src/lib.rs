@@ -7,6 +7,7 @@
 //!
 //! It must not: know about orders beyond their ids, or call other services.
 
+use api::inventory::{AddStock, ProductView, RegisterProduct, StockForOrder, StockView};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -17,7 +18,7 @@ use domain::product::{Product, ProductCommand, ProductError, ProductState};
 use domain::{Money, OrderId, ProductId, ProductName, Quantity, ValueError};
 use eventlog::catalogue::CatalogueView;
 use eventlog::{ActorKind, EventLog};
-use serde::{Deserialize, Serialize};
+use servicekit::ProblemKind;
 use servicekit::{field, ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
@@ -74,15 +75,11 @@ fn refusal(e: ProductError) -> Problem {
     match e {
         ProductError::NotRegistered => Problem::not_found(detail),
         ProductError::AlreadyRegisteredDifferently => {
-            Problem::conflict("already-registered", "Already registered", detail)
+            Problem::of(ProblemKind::AlreadyRegistered, detail)
         }
-        ProductError::OutOfStock { .. } => {
-            Problem::conflict("out-of-stock", "Out of stock", detail)
-        }
+        ProductError::OutOfStock { .. } => Problem::of(ProblemKind::OutOfStock, detail),
         ProductError::StockFull => Problem::invalid("quantity", detail),
-        ProductError::AlreadyGivenBack => {
-            Problem::conflict("already-given-back", "Stock already given back", detail)
-        }
+        ProductError::AlreadyGivenBack => Problem::of(ProblemKind::AlreadyGivenBack, detail),
     }
 }
 
@@ -90,51 +87,19 @@ fn product_id(text: &str) -> Result<ProductId, ApiError> {
     ProductId::parse(text).map_err(|e| Problem::not_found(e.to_string()).into())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RegisterRequest {
-    /// Chosen by the caller to make a retried registration safe; new if absent.
-    product_id: Option<String>,
-    name: String,
-    /// In cents.
-    price: i64,
-    #[serde(default)]
-    stock: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ProductView {
-    product_id: ProductId,
-    name: String,
-    price: i64,
-    stock: u32,
-}
-
-impl From<&CatalogueEntry> for ProductView {
-    fn from(e: &CatalogueEntry) -> ProductView {
-        ProductView {
-            product_id: e.product_id,
-            name: e.name.as_str().to_string(),
-            price: e.price.as_cents(),
-            stock: e.stock,
-        }
+fn product_view(e: &CatalogueEntry) -> ProductView {
+    ProductView {
+        product_id: e.product_id,
+        name: e.name.as_str().to_string(),
+        price: e.price.as_cents(),
+        stock: e.stock,
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Changed {
-    product_id: ProductId,
-    stock: u32,
-    /// The product stream's revision after the change.
-    revision: Option<u64>,
 }
 
 async fn register(
     State(app): State<AppState>,
     caller: Caller,
-    Json(request): Json<RegisterRequest>,
+    Json(request): Json<RegisterProduct>,
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::Seller], "register products")?;
     let product_id = match &request.product_id {
@@ -158,7 +123,7 @@ async fn register(
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
     // The stock as it stands: a repeated registration adds none.
-    let body = Changed {
+    let body = StockView {
         product_id,
         stock: stock_of(&executed.state),
         revision: executed.revision,
@@ -169,7 +134,7 @@ async fn register(
 async fn list(State(app): State<AppState>) -> axum::Json<Vec<ProductView>> {
     axum::Json(
         app.catalogue
-            .read(|c| c.products().map(ProductView::from).collect()),
+            .read(|c| c.products().map(product_view).collect()),
     )
 }
 
@@ -190,19 +155,11 @@ async fn one(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AddStockRequest {
-    quantity: i64,
-    /// Makes a retried change safe: a change id already applied adds nothing.
-    change_id: Option<String>,
-}
-
 async fn add_stock(
     State(app): State<AppState>,
     Path(product_id): Path<String>,
     caller: Caller,
-    Json(request): Json<AddStockRequest>,
+    Json(request): Json<AddStock>,
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::Seller], "add stock")?;
     let product_id = self::product_id(&product_id)?;
@@ -221,19 +178,11 @@ async fn add_stock(
     change(&app, product_id, command, &caller, product_id.as_uuid()).await
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ForOrderRequest {
-    order_id: String,
-    /// Only for a decrease.
-    quantity: Option<i64>,
-}
-
 async fn decrease(
     State(app): State<AppState>,
     Path(product_id): Path<String>,
     caller: Caller,
-    Json(request): Json<ForOrderRequest>,
+    Json(request): Json<StockForOrder>,
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::System], "take stock for an order")?;
     let product_id = self::product_id(&product_id)?;
@@ -253,7 +202,7 @@ async fn increase(
     State(app): State<AppState>,
     Path(product_id): Path<String>,
     caller: Caller,
-    Json(request): Json<ForOrderRequest>,
+    Json(request): Json<StockForOrder>,
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::System], "give stock back for an order")?;
     let product_id = self::product_id(&product_id)?;
@@ -280,7 +229,7 @@ async fn change(
         .execute::<Product>(&stream, command, &caller.metadata(correlation_id))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
-    let body = Changed {
+    let body = StockView {
         product_id,
         stock: stock_of(&executed.state),
         revision: executed.revision,

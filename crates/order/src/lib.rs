@@ -9,6 +9,9 @@
 //!
 //! It must not: touch another service's streams, or cancel an order whose payment did not agree.
 
+use api::order::{CancelOrder, OrderView, PlaceOrder};
+use api::payment::{CancelPayment, PaymentClient};
+use api::Answered;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -17,13 +20,13 @@ use axum::Router;
 use chrono::Utc;
 use domain::order::{Order, OrderCommand, OrderError, OrderState};
 use domain::product::{Product, ProductState};
-use domain::{CancelReason, CustomerId, Money, OrderId, ProductId, Quantity};
+use domain::{CancelReason, CustomerId, Money, OrderId, OrderStatus, ProductId, Quantity};
 use eventlog::catalogue::CatalogueView;
 use eventlog::{ActorKind, EventLog};
-use serde::{Deserialize, Serialize};
+use servicekit::ProblemKind;
 use servicekit::{
-    ApiError, CallError, Caller, Json, OptionalJson, Problem, Readiness, Running, StartError,
-    Upstream, UpstreamSettings,
+    Actor, ApiError, CallError, Caller, Json, OptionalJson, Problem, Readiness, Running,
+    StartError, Upstream, UpstreamSettings,
 };
 
 #[derive(Debug, Clone)]
@@ -41,7 +44,7 @@ pub struct Settings {
 struct AppState {
     log: EventLog,
     catalogue: CatalogueView,
-    payment: Upstream,
+    payment: PaymentClient,
 }
 
 pub async fn build(settings: Settings) -> Result<Running, StartError> {
@@ -61,7 +64,11 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         .with_state(AppState {
             log,
             catalogue,
-            payment: Upstream::new("payment", settings.payment, settings.identity.clone()),
+            payment: PaymentClient(Upstream::new(
+                "payment",
+                settings.payment,
+                settings.identity.clone(),
+            )),
         });
     Ok(servicekit::serve(
         "order",
@@ -85,20 +92,12 @@ fn refusal(e: OrderError) -> Problem {
     match e {
         // Another customer's order is answered as if it did not exist.
         OrderError::NotPlaced | OrderError::NotYourOrder => Problem::not_found("no such order"),
-        OrderError::AlreadyPlacedDifferently => {
-            Problem::conflict("already-placed", "Order already placed", detail)
-        }
+        OrderError::AlreadyPlacedDifferently => Problem::of(ProblemKind::AlreadyPlaced, detail),
         OrderError::AmountTooLarge => Problem::invalid("quantity", detail),
-        OrderError::Cancelled => {
-            Problem::conflict("order-cancelled", "The order is cancelled", detail)
-        }
-        OrderError::Closed => Problem::conflict("order-closed", "The order is closed", detail),
-        OrderError::AlreadyShipped => {
-            Problem::conflict("already-shipped", "The parcel has left", detail)
-        }
-        OrderError::NotShippedYet => {
-            Problem::conflict("not-shipped-yet", "Not shipped yet", detail)
-        }
+        OrderError::Cancelled => Problem::of(ProblemKind::OrderCancelled, detail),
+        OrderError::Closed => Problem::of(ProblemKind::OrderClosed, detail),
+        OrderError::AlreadyShipped => Problem::of(ProblemKind::AlreadyShipped, detail),
+        OrderError::NotShippedYet => Problem::of(ProblemKind::NotShippedYet, detail),
     }
 }
 
@@ -114,40 +113,23 @@ fn customer(caller: &Caller, action: &str) -> Result<CustomerId, ApiError> {
     )?)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderView {
-    order_id: OrderId,
-    /// OrderPlaced, Shipping, Closed or Cancelled: the order's own lifecycle. The customer's
-    /// full status (deposit, stock) is the read model's.
-    status: &'static str,
-    customer_id: String,
-    product_id: ProductId,
-    quantity: u32,
-    unit_price: i64,
-    amount: i64,
-    cancel_reason: Option<CancelReason>,
-    /// The order stream's revision: ask the read model for at least this one.
-    revision: Option<u64>,
-}
-
 fn view(state: &OrderState, revision: Option<u64>) -> Option<OrderView> {
     let placed = state.placed()?;
     let (status, cancel_reason) = match state {
-        OrderState::NotPlaced | OrderState::Placed(_) => ("OrderPlaced", None),
-        OrderState::Shipped(_) => ("Shipping", None),
-        OrderState::Closed(_) => ("Closed", None),
-        OrderState::Cancelled(_, reason) => ("Cancelled", Some(*reason)),
+        OrderState::NotPlaced | OrderState::Placed(_) => (OrderStatus::OrderPlaced, None),
+        OrderState::Shipped(_) => (OrderStatus::Shipping, None),
+        OrderState::Closed(_) => (OrderStatus::Closed, None),
+        OrderState::Cancelled(_, reason) => (OrderStatus::Cancelled, Some(*reason)),
     };
     Some(OrderView {
         order_id: placed.order_id,
-        status,
+        status: status.into(),
         customer_id: placed.customer_id.as_str().to_string(),
         product_id: placed.product_id,
         quantity: placed.quantity.units(),
         unit_price: placed.unit_price.as_cents(),
         amount: placed.amount.as_cents(),
-        cancel_reason,
+        cancel_reason: cancel_reason.map(Into::into),
         revision,
     })
 }
@@ -171,19 +153,10 @@ async fn run(
     Ok(servicekit::answer(&executed, body))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PlaceRequest {
-    /// Chosen by the client to make a retried placement safe; new if absent.
-    order_id: Option<String>,
-    product_id: String,
-    quantity: i64,
-}
-
 async fn place(
     State(app): State<AppState>,
     caller: Caller,
-    Json(request): Json<PlaceRequest>,
+    Json(request): Json<PlaceOrder>,
 ) -> Result<Response, ApiError> {
     let customer_id = customer(&caller, "place orders")?;
     let order_id = match &request.order_id {
@@ -238,25 +211,19 @@ async fn one(
     ))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CancelRequest {
-    /// Only the saga gives a reason; a customer's cancel is always `CustomerRequest`.
-    reason: Option<CancelReason>,
-}
-
 async fn cancel(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
     caller: Caller,
-    OptionalJson(request): OptionalJson<CancelRequest>,
+    OptionalJson(request): OptionalJson<CancelOrder>,
 ) -> Result<Response, ApiError> {
     let order_id = self::order_id(&order_id)?;
     let request = request.unwrap_or_default();
     let (reason, cancelled_now) = if caller.is(ActorKind::System) {
         let reason = request
             .reason
-            .ok_or_else(|| Problem::invalid("reason", "a reason is required"))?;
+            .ok_or_else(|| Problem::invalid("reason", "a reason is required"))?
+            .into();
         (reason, false)
     } else {
         let customer_id = customer(&caller, "cancel orders")?;
@@ -304,15 +271,12 @@ async fn ask_payment_to_cancel(
     order_id: OrderId,
     caller: &Caller,
 ) -> Result<bool, ApiError> {
-    let body = serde_json::json!({ "reason": CancelReason::CustomerRequest });
-    let reply = app
+    let request = CancelPayment {
+        reason: CancelReason::CustomerRequest.into(),
+    };
+    let answered = app
         .payment
-        .post(
-            &format!("/payments/{order_id}/cancel"),
-            &body,
-            "system:order",
-            caller.cause(),
-        )
+        .cancel(order_id, &request, &Actor::system("order"), caller.cause())
         .await
         .map_err(|e| match e {
             CallError::BreakerOpen { .. } | CallError::Unreachable { .. } => Problem::unavailable(
@@ -320,25 +284,16 @@ async fn ask_payment_to_cancel(
                 5,
             ),
         })?;
-    if reply.is_success() {
-        return Ok(reply.status == StatusCode::CREATED.as_u16());
-    }
-    Err(match reply.problem() {
-        Some("deposit-confirmed") => Problem::conflict(
-            "deposit-confirmed",
-            "The deposit was already confirmed",
+    let refusal = match answered {
+        Answered::Done { created, .. } => return Ok(created),
+        Answered::Refused(refusal) => refusal,
+    };
+    Err(match refusal.kind {
+        Some(ProblemKind::DepositConfirmed) => Problem::of(
+            ProblemKind::DepositConfirmed,
             "the seller confirmed your deposit: the order can no longer be cancelled",
         ),
-        _ => Problem::conflict(
-            "cancel-refused",
-            "The payment refused the cancel",
-            reply
-                .body
-                .get("detail")
-                .and_then(|d| d.as_str())
-                .unwrap_or("the payment cannot be cancelled")
-                .to_string(),
-        ),
+        _ => Problem::of(ProblemKind::CancelRefused, refusal.detail),
     }
     .into())
 }

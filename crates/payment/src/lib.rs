@@ -8,17 +8,18 @@
 //!
 //! It must not: call other services; it learns nothing but what it is asked.
 
+use servicekit::ProblemKind;
 use std::time::Duration;
 
+use api::payment::{CancelPayment, OpenPayment, PaymentStatus, PaymentView};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use domain::payment::{Payment, PaymentCommand, PaymentError, PaymentState};
 use domain::{CancelReason, Money, OrderId};
 use eventlog::{ActorKind, EventLog};
-use serde::{Deserialize, Serialize};
 use servicekit::{ApiError, Caller, Json, Problem, Readiness, Running, StartError};
 
 #[derive(Debug, Clone)]
@@ -75,18 +76,10 @@ fn refusal(e: PaymentError) -> Problem {
     let detail = e.to_string();
     match e {
         PaymentError::NotOpened => Problem::not_found(detail),
-        PaymentError::AlreadyOpenedDifferently => {
-            Problem::conflict("already-opened", "Payment already opened", detail)
-        }
-        PaymentError::DepositAlreadyConfirmed => {
-            Problem::conflict("deposit-confirmed", "Deposit already confirmed", detail)
-        }
-        PaymentError::Cancelled => {
-            Problem::conflict("payment-cancelled", "Payment cancelled", detail)
-        }
-        PaymentError::NotDueYet => {
-            Problem::conflict("not-due-yet", "The deposit is not due yet", detail)
-        }
+        PaymentError::AlreadyOpenedDifferently => Problem::of(ProblemKind::AlreadyOpened, detail),
+        PaymentError::DepositAlreadyConfirmed => Problem::of(ProblemKind::DepositConfirmed, detail),
+        PaymentError::Cancelled => Problem::of(ProblemKind::PaymentCancelled, detail),
+        PaymentError::NotDueYet => Problem::of(ProblemKind::NotDueYet, detail),
     }
 }
 
@@ -94,28 +87,13 @@ fn order_id(text: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(text).map_err(|e| Problem::not_found(e.to_string()).into())
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentView {
-    order_id: OrderId,
-    /// AwaitingDeposit, DepositConfirmed or Cancelled.
-    status: &'static str,
-    amount: Option<i64>,
-    deposit_reference: Option<String>,
-    account: Option<String>,
-    due_at: Option<DateTime<Utc>>,
-    refund: bool,
-    /// The payment stream's revision.
-    revision: Option<u64>,
-}
-
 fn view(order_id: OrderId, state: &PaymentState, revision: Option<u64>) -> PaymentView {
     let opened = state.opened();
     let (status, refund) = match state {
-        PaymentState::NotOpened => ("NotOpened", false),
-        PaymentState::AwaitingDeposit(_) => ("AwaitingDeposit", false),
-        PaymentState::DepositConfirmed(_) => ("DepositConfirmed", false),
-        PaymentState::Cancelled { refund, .. } => ("Cancelled", *refund),
+        PaymentState::NotOpened => (PaymentStatus::NotOpened, false),
+        PaymentState::AwaitingDeposit(_) => (PaymentStatus::AwaitingDeposit, false),
+        PaymentState::DepositConfirmed(_) => (PaymentStatus::DepositConfirmed, false),
+        PaymentState::Cancelled { refund, .. } => (PaymentStatus::Cancelled, *refund),
     };
     PaymentView {
         order_id,
@@ -146,18 +124,11 @@ async fn run(
     Ok(servicekit::answer(&executed, body))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OpenRequest {
-    /// In cents.
-    amount: i64,
-}
-
 async fn open(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
     caller: Caller,
-    Json(request): Json<OpenRequest>,
+    Json(request): Json<OpenPayment>,
 ) -> Result<Response, ApiError> {
     caller.must_be(&[ActorKind::System], "open payments")?;
     let order_id = self::order_id(&order_id)?;
@@ -196,23 +167,17 @@ async fn confirm_deposit(
     run(&app, order_id, command, &caller).await
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CancelRequest {
-    reason: CancelReason,
-}
-
 async fn cancel(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
     caller: Caller,
-    Json(request): Json<CancelRequest>,
+    Json(request): Json<CancelPayment>,
 ) -> Result<Response, ApiError> {
     // The customer cancels through the order service, which asks here on their behalf.
     caller.must_be(&[ActorKind::System], "cancel payments")?;
     let order_id = self::order_id(&order_id)?;
     let at = Utc::now();
-    let command = match request.reason {
+    let command = match CancelReason::from(request.reason) {
         CancelReason::CustomerRequest => PaymentCommand::CancelByCustomer { order_id, at },
         CancelReason::DepositOverdue => PaymentCommand::Expire { now: at },
         reason @ (CancelReason::OutOfStock | CancelReason::DeliveryFailed) => {

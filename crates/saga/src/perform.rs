@@ -1,19 +1,27 @@
-//! The saga's calls, one per action, and what their answers mean to it. A call is repeated
-//! until a service answers: while a service is unreachable or its breaker is open, the saga
-//! waits — it never takes silence for a refusal (an unreachable inventory is not "out of stock").
+//! The saga's calls, one per action, through each service's typed client, and what their
+//! answers mean to it. A call is repeated until a service answers: while a service is
+//! unreachable or its breaker is open, the saga waits — it never takes silence for a refusal
+//! (an unreachable inventory is not "out of stock").
 
+use api::delivery::{DeliveryClient, StartDelivery};
+use api::inventory::{InventoryClient, StockForOrder};
+use api::order::{CancelOrder, OrderClient};
+use api::payment::{CancelPayment, OpenPayment, PaymentClient};
+use api::{Answered, Refusal};
 use domain::saga::{Action, Trigger};
-use servicekit::{Cause, Reply, Upstream};
+use servicekit::{Actor, CallError, Cause, ProblemKind};
 
 /// Who the saga is in the calls it makes.
-const SAGA_ACTOR: &str = "system:saga";
+fn saga_actor() -> Actor {
+    Actor::system("saga")
+}
 
 #[derive(Clone)]
 pub struct Services {
-    pub order: Upstream,
-    pub payment: Upstream,
-    pub inventory: Upstream,
-    pub delivery: Upstream,
+    pub order: OrderClient,
+    pub payment: PaymentClient,
+    pub inventory: InventoryClient,
+    pub delivery: DeliveryClient,
 }
 
 /// What a call's answer means to the saga.
@@ -35,9 +43,9 @@ pub struct Unavailable;
 impl Services {
     /// Makes the call for `action` once (with the upstream's own bounded retries).
     pub async fn perform(&self, action: &Action, cause: Cause) -> Result<Answer, Unavailable> {
-        let (upstream, path, body) = self.call_for(action);
-        match upstream.post(&path, &body, SAGA_ACTOR, cause).await {
-            Ok(reply) => meaning(action, &reply),
+        match self.call(action, cause).await {
+            Ok(None) => Ok(Answer::Done),
+            Ok(Some(refusal)) => meaning(action, &refusal),
             Err(e) => {
                 tracing::warn!(error = %e, ?action, "service unavailable; the step waits");
                 Err(Unavailable)
@@ -45,98 +53,111 @@ impl Services {
         }
     }
 
-    fn call_for(&self, action: &Action) -> (&Upstream, String, serde_json::Value) {
-        use serde_json::json;
-        match action {
-            Action::OpenPayment { order_id, amount } => (
-                &self.payment,
-                format!("/payments/{order_id}"),
-                json!({ "amount": amount.as_cents() }),
-            ),
+    /// The call for `action`: `None` when it was done (or already so), else the refusal.
+    async fn call(&self, action: &Action, cause: Cause) -> Result<Option<Refusal>, CallError> {
+        let actor = &saga_actor();
+        Ok(match action {
+            Action::OpenPayment { order_id, amount } => {
+                let request = OpenPayment {
+                    amount: amount.as_cents(),
+                };
+                refusal(self.payment.open(*order_id, &request, actor, cause).await?)
+            }
             Action::TakeStock {
                 product_id,
                 order_id,
                 quantity,
-            } => (
-                &self.inventory,
-                format!("/products/{product_id}/decrease"),
-                json!({ "orderId": order_id, "quantity": quantity.units() }),
-            ),
+            } => {
+                let request = StockForOrder {
+                    order_id: order_id.to_string(),
+                    quantity: Some(i64::from(quantity.units())),
+                };
+                let answered = self.inventory.decrease(*product_id, &request, actor, cause);
+                refusal(answered.await?)
+            }
             Action::GiveStockBack {
                 product_id,
                 order_id,
-            } => (
-                &self.inventory,
-                format!("/products/{product_id}/increase"),
-                json!({ "orderId": order_id }),
+            } => {
+                let request = StockForOrder {
+                    order_id: order_id.to_string(),
+                    quantity: None,
+                };
+                let answered = self.inventory.increase(*product_id, &request, actor, cause);
+                refusal(answered.await?)
+            }
+            Action::StartDelivery(order) => {
+                let request = StartDelivery {
+                    order_id: order.order_id.to_string(),
+                    customer_id: order.customer_id.as_str().to_string(),
+                    product_id: order.product_id.to_string(),
+                    quantity: i64::from(order.quantity.units()),
+                };
+                refusal(self.delivery.start(&request, actor, cause).await?)
+            }
+            Action::MarkOrderShipped { order_id } => {
+                refusal(self.order.mark_shipped(*order_id, actor, cause).await?)
+            }
+            Action::MarkDelivered { order_id } => refusal(
+                self.delivery
+                    .mark_delivered(*order_id, actor, cause)
+                    .await?,
             ),
-            Action::StartDelivery(order) => (
-                &self.delivery,
-                "/deliveries".to_string(),
-                json!({
-                    "orderId": order.order_id,
-                    "customerId": order.customer_id,
-                    "productId": order.product_id,
-                    "quantity": order.quantity.units(),
-                }),
-            ),
-            Action::MarkOrderShipped { order_id } => (
-                &self.order,
-                format!("/orders/{order_id}/shipment"),
-                json!({}),
-            ),
-            Action::MarkDelivered { order_id } => (
-                &self.delivery,
-                format!("/deliveries/{order_id}/delivered"),
-                json!({}),
-            ),
-            Action::CancelPayment { order_id, reason } => (
-                &self.payment,
-                format!("/payments/{order_id}/cancel"),
-                json!({ "reason": reason }),
-            ),
-            Action::CancelOrder { order_id, reason } => (
-                &self.order,
-                format!("/orders/{order_id}/cancel"),
-                json!({ "reason": reason }),
-            ),
-        }
+            Action::CancelPayment { order_id, reason } => {
+                let request = CancelPayment {
+                    reason: (*reason).into(),
+                };
+                refusal(
+                    self.payment
+                        .cancel(*order_id, &request, actor, cause)
+                        .await?,
+                )
+            }
+            Action::CancelOrder { order_id, reason } => {
+                let request = CancelOrder {
+                    reason: Some((*reason).into()),
+                };
+                refusal(self.order.cancel(*order_id, &request, actor, cause).await?)
+            }
+        })
     }
 }
 
-/// What an answer means to the saga. Only answers that really decide something are taken as
+fn refusal<T>(answered: Answered<T>) -> Option<Refusal> {
+    match answered {
+        Answered::Done { .. } => None,
+        Answered::Refused(refusal) => Some(refusal),
+    }
+}
+
+/// What a refusal means to the saga. Only answers that really decide something are taken as
 /// such: "out of stock", a refused delivery, a confirmed deposit; conflicts that only say
 /// "already done" need nothing more. Anything else (a rate limit, a wrong route after a bad
-/// deployment) is not a business answer: the step waits rather than compensate wrongly.
-fn meaning(action: &Action, reply: &Reply) -> Result<Answer, Unavailable> {
-    if reply.is_success() {
-        return Ok(Answer::Done);
-    }
-    let problem = reply.problem();
-    let answer = match (action, reply.status, problem) {
-        (Action::TakeStock { .. }, _, Some("out-of-stock" | "not-found")) => {
+/// deployment, an answer that does not fit the contract) is not a business answer: the step
+/// waits rather than compensate wrongly.
+fn meaning(action: &Action, refusal: &Refusal) -> Result<Answer, Unavailable> {
+    use ProblemKind as K;
+    let answer = match (action, refusal.kind) {
+        (Action::TakeStock { .. }, Some(K::OutOfStock | K::NotFound)) => {
             Some(Answer::News(Trigger::StockShort))
         }
-        (Action::StartDelivery(_), 409 | 422, _) => Some(Answer::News(Trigger::DeliveryRefused)),
-        (Action::CancelPayment { .. }, _, Some("deposit-confirmed")) => Some(Answer::PaymentKept),
+        (Action::StartDelivery(_), Some(K::OtherOrder | K::InvalidFields)) => {
+            Some(Answer::News(Trigger::DeliveryRefused))
+        }
+        (Action::CancelPayment { .. }, Some(K::DepositConfirmed)) => Some(Answer::PaymentKept),
         // Already given back, already cancelled, not due yet (the timer fires again), …
-        (_, 409, _) => Some(Answer::Done),
+        (_, Some(kind)) if kind.status() == 409 => Some(Answer::Done),
         _ => None,
     };
     match answer {
         Some(answer) => {
             if answer == Answer::Done {
-                tracing::debug!(
-                    ?action,
-                    status = reply.status,
-                    ?problem,
-                    "refused; nothing more to do"
-                );
+                tracing::debug!(?action, ?refusal, "refused; nothing more to do");
             }
             Ok(answer)
         }
         None => {
-            tracing::error!(?action, status = reply.status, ?problem, body = %reply.body, "unexpected answer; the step waits");
+            tracing::error!(?action, ?refusal, "unexpected answer; the step waits");
             Err(Unavailable)
         }
     }

@@ -125,23 +125,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let log = EventLog::connect(&settings.store_url)?;
+    let identity = settings.identity.clone();
+    let upstream = |name, calls: &servicekit::UpstreamSettings| {
+        Upstream::new(name, calls.clone(), identity.clone())
+    };
     let services = Services {
-        order: Upstream::new("order", settings.order.clone(), settings.identity.clone()),
-        payment: Upstream::new(
-            "payment",
-            settings.payment.clone(),
-            settings.identity.clone(),
-        ),
-        inventory: Upstream::new(
-            "inventory",
-            settings.inventory.clone(),
-            settings.identity.clone(),
-        ),
-        delivery: Upstream::new(
-            "delivery",
-            settings.delivery.clone(),
-            settings.identity.clone(),
-        ),
+        order: api::order::OrderClient(upstream("order", &settings.order)),
+        payment: api::payment::PaymentClient(upstream("payment", &settings.payment)),
+        inventory: api::inventory::InventoryClient(upstream("inventory", &settings.inventory)),
+        delivery: api::delivery::DeliveryClient(upstream("delivery", &settings.delivery)),
     };
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..SHARDS)
         .map(|_| mpsc::channel::<Work>(SHARD_QUEUE_MAX))
@@ -565,10 +557,10 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
     };
     let services = &shared.services;
     let breakers_open = [
-        &services.order,
-        &services.payment,
-        &services.inventory,
-        &services.delivery,
+        &services.order.0,
+        &services.payment.0,
+        &services.inventory.0,
+        &services.delivery.0,
     ]
     .into_iter()
     .filter(|u| !u.is_call_permitted())

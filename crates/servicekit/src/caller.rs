@@ -3,6 +3,7 @@
 //! gateway signs identities (a later issue), services trust this header: they listen on loopback
 //! or inside the cluster only.
 
+use crate::ProblemKind;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use eventlog::{Actor, ActorKind, Metadata};
@@ -16,8 +17,6 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const CAUSATION_HEADER: &str = "x-causation-id";
 /// Longest accepted request id, in bytes.
 const REQUEST_ID_BYTES_MAX: usize = 128;
-/// Longest accepted actor id, in characters.
-const ACTOR_ID_CHARS_MAX: usize = 64;
 
 /// Why a call to another service is made: the event or command that caused it (its
 /// `$causationId` there), and the span it is made from.
@@ -69,46 +68,15 @@ impl Caller {
         } else {
             Err(Problem::forbidden(format!(
                 "a {} may not {action}",
-                kind_name(self.actor.kind)
+                self.actor.kind.name()
             )))
         }
     }
 }
 
-fn kind_name(kind: ActorKind) -> &'static str {
-    match kind {
-        ActorKind::Customer => "customer",
-        ActorKind::Seller => "seller",
-        ActorKind::System => "system",
-    }
-}
-
 pub fn parse_actor(text: &str) -> Result<Actor, Problem> {
-    let bad = || {
-        Problem::bad_request(format!(
-            "{ACTOR_HEADER} must look like customer:<name>, seller:<name> or system:<name>; \
-             names have 1 to {ACTOR_ID_CHARS_MAX} letters, digits, '-' or '_'"
-        ))
-    };
-    let (kind, id) = text.split_once(':').ok_or_else(bad)?;
-    let kind = match kind {
-        "customer" => ActorKind::Customer,
-        "seller" => ActorKind::Seller,
-        "system" => ActorKind::System,
-        _ => return Err(bad()),
-    };
-    let valid_id = !id.is_empty()
-        && id.chars().count() <= ACTOR_ID_CHARS_MAX
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid_id {
-        return Err(bad());
-    }
-    Ok(Actor {
-        kind,
-        id: id.to_string(),
-    })
+    text.parse()
+        .map_err(|e: eventlog::BadActor| Problem::bad_request(format!("{ACTOR_HEADER}: {e}")))
 }
 
 #[axum::async_trait]
@@ -127,10 +95,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 .transpose()
         };
         let actor = header(ACTOR_HEADER)?.ok_or_else(|| {
-            Problem::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "unidentified",
-                "Who is asking?",
+            Problem::of(
+                ProblemKind::Unidentified,
                 format!("commands need the {ACTOR_HEADER} header"),
             )
         })?;

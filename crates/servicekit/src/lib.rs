@@ -10,6 +10,7 @@ mod breaker;
 mod caller;
 mod handover;
 mod identity;
+mod kinds;
 pub mod metered;
 pub mod otel;
 mod problem;
@@ -22,9 +23,12 @@ mod written;
 pub use api_error::{field, ApiError, StartError};
 pub use breaker::{Breaker, Tripped};
 pub use caller::{Caller, Cause, ACTOR_HEADER, CAUSATION_HEADER, REQUEST_ID_HEADER};
+pub use eventlog::{Actor, ActorKind};
 pub use handover::{Listen, ReadyPipe};
 pub use identity::{IdentityKey, PROOF_HEADER, PROOF_TTL_S};
-pub use problem::{body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, Query};
+pub use problem::{
+    body_rejected, declares_json, parse_json, Json, OptionalJson, Problem, ProblemKind, Query,
+};
 pub use secret::Secret;
 pub use serve::{
     serve, Readiness, Running, Stopping, BODY_BYTES_MAX, DRAIN_NOTICE_MS_MAX, HEADERS_MAX,

@@ -11,13 +11,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::error::Category;
 
+pub use crate::kinds::ProblemKind;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{title}: {detail}")]
+#[error("{}: {detail}", kind.title())]
 pub struct Problem {
-    pub status: StatusCode,
-    /// The last part of the `type` URI: `/problems/{slug}`.
-    pub slug: &'static str,
-    pub title: &'static str,
+    pub kind: ProblemKind,
     pub detail: String,
     /// Seconds after which a retry may succeed (503, 429).
     pub retry_after_s: Option<u64>,
@@ -37,29 +36,22 @@ struct Body<'a> {
 }
 
 impl Problem {
-    pub fn new(
-        status: StatusCode,
-        slug: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Problem {
+    /// A problem of `kind`; the detail says what happened, for people.
+    pub fn of(kind: ProblemKind, detail: impl Into<String>) -> Problem {
         Problem {
-            status,
-            slug,
-            title,
+            kind,
             detail: detail.into(),
             retry_after_s: None,
             field: None,
         }
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Problem {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "The request is not valid",
-            detail,
-        )
+        Problem::of(ProblemKind::BadRequest, detail)
     }
 
     /// A body that parsed as JSON but whose `field` holds what the shop does not accept; the
@@ -73,12 +65,7 @@ impl Problem {
     fn unprocessable(field: Option<&str>, detail: String) -> Problem {
         Problem {
             field: field.map(str::to_string),
-            ..Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-fields",
-                "The body's fields are not valid",
-                detail,
-            )
+            ..Problem::of(ProblemKind::InvalidFields, detail)
         }
     }
 
@@ -88,48 +75,32 @@ impl Problem {
     }
 
     pub fn not_found(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
-    }
-
-    pub fn conflict(slug: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::CONFLICT, slug, title, detail)
+        Problem::of(ProblemKind::NotFound, detail)
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Problem {
-        Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Not allowed for this caller",
-            detail,
-        )
+        Problem::of(ProblemKind::Forbidden, detail)
     }
 
     /// A dependency is down or busy: the client may retry after `retry_after_s`.
     pub fn unavailable(detail: impl Into<String>, retry_after_s: u64) -> Problem {
         Problem {
             retry_after_s: Some(retry_after_s),
-            ..Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Temporarily unavailable, retry later",
-                detail,
-            )
+            ..Problem::of(ProblemKind::Unavailable, detail)
         }
     }
 
     /// Something broke on our side. The cause is logged here, once; the body stays generic.
     pub fn internal(cause: &dyn std::fmt::Display) -> Problem {
         tracing::error!(%cause, "request failed");
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
+        Problem::of(
+            ProblemKind::Internal,
             "the request failed on our side; it is safe to retry",
         )
     }
 
     pub fn type_uri(&self) -> String {
-        format!("/problems/{}", self.slug)
+        format!("/problems/{}", self.kind.slug())
     }
 }
 
@@ -137,13 +108,13 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = Body {
             kind: self.type_uri(),
-            title: self.title,
-            status: self.status.as_u16(),
+            title: self.kind.title(),
+            status: self.status().as_u16(),
             detail: &self.detail,
             field: self.field.as_deref(),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response = (self.status, bytes).into_response();
+        let mut response = (self.status(), bytes).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -218,10 +189,8 @@ pub fn declares_json(headers: &HeaderMap) -> bool {
 /// A body that could not be read: too large (413), or broken.
 pub fn body_rejected(rejection: BytesRejection) -> Problem {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            "The request body is too large",
+        Problem::of(
+            ProblemKind::BodyTooLarge,
             format!("bodies are limited to {} bytes", crate::BODY_BYTES_MAX),
         )
     } else {
@@ -232,10 +201,8 @@ pub fn body_rejected(rejection: BytesRejection) -> Problem {
 /// Exactly one JSON value of the expected shape: trailing data is refused too.
 pub fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, Problem> {
     if !is_json {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "The body must be JSON",
+        return Err(Problem::of(
+            ProblemKind::UnsupportedMediaType,
             "send the body with Content-Type: application/json",
         ));
     }
@@ -256,12 +223,7 @@ pub fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T,
 }
 
 fn malformed(e: &serde_json::Error) -> Problem {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "malformed-json",
-        "The body is not valid JSON",
-        e.to_string(),
-    )
+    Problem::of(ProblemKind::MalformedJson, e.to_string())
 }
 
 /// The field a data error is about: where it happened, or — for a field missing or unknown,

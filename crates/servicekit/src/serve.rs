@@ -4,6 +4,7 @@
 //! (so a gateway or a kubelet takes it out of rotation), long-lived answers are told to end,
 //! then requests in flight finish within a bound.
 
+use crate::ProblemKind;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,10 +100,8 @@ async fn identified(State(key): State<Arc<IdentityKey>>, request: Request, next:
         }
     };
     if !proven {
-        return Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unidentified",
-            "Who is asking?",
+        return Problem::of(
+            ProblemKind::Unidentified,
             format!(
                 "services answer only requests with a signed identity ({ACTOR_HEADER} and \
                  {PROOF_HEADER}), as the gateway sends them"
@@ -120,10 +119,8 @@ async fn within_limits(request: Request, next: Next) -> Response {
         .path_and_query()
         .map_or(0, |p| p.as_str().len());
     if target > URI_BYTES_MAX {
-        return Problem::new(
-            StatusCode::URI_TOO_LONG,
-            "uri-too-long",
-            "The request's path is too long",
+        return Problem::of(
+            ProblemKind::UriTooLong,
             format!("path and query are limited to {URI_BYTES_MAX} bytes, got {target}"),
         )
         .into_response();
@@ -134,11 +131,7 @@ async fn within_limits(request: Request, next: Next) -> Response {
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if headers.len() > HEADERS_MAX || bytes > HEADER_BYTES_MAX {
-        return Problem::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers-too-large",
-            "The request's headers are too large",
-            format!(
+        return Problem::of(ProblemKind::HeadersTooLarge, format!(
                 "at most {HEADERS_MAX} headers of {HEADER_BYTES_MAX} bytes in all, got {} of {bytes}",
                 headers.len()
             ),
@@ -375,10 +368,8 @@ pub async fn serve(
                         .or_else(follower_stalled)
                     {
                         None => (StatusCode::OK, "live").into_response(),
-                        Some(worker) => Problem::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "wedged",
-                            "The service is wedged",
+                        Some(worker) => Problem::of(
+                            ProblemKind::Wedged,
                             format!("{worker}: restart the service"),
                         )
                         .into_response(),
@@ -405,10 +396,8 @@ pub async fn serve(
         .route("/metrics", get(|| async { crate::metered::render() }))
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
+            Problem::of(
+                ProblemKind::MethodNotAllowed,
                 "this route does not take that method",
             )
         })

@@ -57,12 +57,12 @@ impl Reply {
         (200..300).contains(&self.status)
     }
 
-    /// The problem type's last part (`out-of-stock` for `/problems/out-of-stock`), if any.
-    pub fn problem(&self) -> Option<&str> {
+    /// The kind of problem answered, if the answer is one the catalogue knows.
+    pub fn problem(&self) -> Option<crate::ProblemKind> {
         self.body
             .get("type")
             .and_then(|t| t.as_str())
-            .and_then(|t| t.rsplit('/').next())
+            .and_then(crate::ProblemKind::of_type)
     }
 }
 
@@ -130,9 +130,10 @@ impl Upstream {
         &self,
         path: &str,
         body: &impl Serialize,
-        actor: &str,
+        actor: &eventlog::Actor,
         cause: Cause,
     ) -> Result<Reply, CallError> {
+        let actor = actor.to_string();
         let causation_id = cause.id;
         let body = serde_json::to_vec(body).unwrap_or_default();
         let url = format!("{}{}", self.settings.base_url, path);
@@ -143,8 +144,8 @@ impl Upstream {
                 .http
                 .post(&url)
                 .header("content-type", "application/json")
-                .header(ACTOR_HEADER, actor)
-                .header(PROOF_HEADER, self.identity.prove(actor))
+                .header(ACTOR_HEADER, &actor)
+                .header(PROOF_HEADER, self.identity.prove(&actor))
                 .header(CAUSATION_HEADER, causation_id.to_string())
                 .header(REQUEST_ID_HEADER, format!("{causation_id}-{attempt}"))
                 .body(body.clone());

@@ -3,16 +3,16 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use eventlog::Executed;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A command's answer: the state after it, and where its last event is in the log — what a
 /// query of the read model may ask to see at least (read-your-writes). No position when the
 /// command changed nothing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Written<T> {
     #[serde(flatten)]
     pub state: T,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
 }
 

@@ -11,6 +11,7 @@
 pub mod store;
 pub mod view;
 
+use servicekit::ProblemKind;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -301,9 +302,8 @@ async fn start_rebuild(
     {
         let mut rebuild = shared.rebuild.lock().unwrap_or_else(|e| e.into_inner());
         if rebuild.as_ref().is_some_and(|r| !r.done) {
-            return Err(Problem::conflict(
-                "rebuild-running",
-                "A rebuild is running",
+            return Err(Problem::of(
+                ProblemKind::RebuildRunning,
                 "wait for it to finish (GET /admin/rebuild)",
             )
             .into());
