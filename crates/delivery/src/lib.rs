@@ -6,6 +6,7 @@
 //! It must not: call other services; the saga starts deliveries once stock was taken.
 
 use api::delivery::{DeliveryStatus, DeliveryView, StartDelivery};
+use api::Written;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::post;
@@ -40,9 +41,19 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         routes,
         Readiness::always(),
         Some(settings.identity),
+        openapi(),
     )
     .await?
     .needing_store(&store))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(start, one, delivered))]
+struct ApiDoc;
+
+/// The delivery service's OpenAPI document.
+pub fn openapi() -> serde_json::Value {
+    servicekit::openapi::document(<ApiDoc as utoipa::OpenApi>::openapi(), "delivery", true)
 }
 
 fn stream(order_id: OrderId) -> String {
@@ -86,6 +97,13 @@ async fn run(
     Ok(servicekit::answer(&executed, body))
 }
 
+#[utoipa::path(post, path = "/deliveries", tag = "delivery", request_body = StartDelivery,
+    description = "The saga starts an order's delivery once its stock was taken.",
+    responses(
+        (status = 201, description = "started", body = Written<DeliveryView>),
+        (status = 200, description = "already started", body = Written<DeliveryView>),
+        (status = 409, description = "other-order"),
+    ))]
 async fn start(
     State(log): State<EventLog>,
     caller: Caller,
@@ -107,6 +125,8 @@ fn order_id(text: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(text).map_err(|e| Problem::not_found(e.to_string()).into())
 }
 
+#[utoipa::path(get, path = "/deliveries/{order_id}", tag = "delivery", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    responses((status = 200, description = "the delivery", body = DeliveryView)))]
 async fn one(
     State(log): State<EventLog>,
     Path(order_id): Path<String>,
@@ -119,6 +139,12 @@ async fn one(
     Ok(axum::Json(view(order_id, loaded.state, loaded.revision)))
 }
 
+#[utoipa::path(post, path = "/deliveries/{order_id}/delivered", tag = "delivery", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    description = "The saga marks the parcel delivered once the customer confirmed receipt.",
+    responses(
+        (status = 201, description = "delivered", body = Written<DeliveryView>),
+        (status = 200, description = "already delivered", body = Written<DeliveryView>),
+    ))]
 async fn delivered(
     State(log): State<EventLog>,
     Path(order_id): Path<String>,

@@ -149,6 +149,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         routes,
         Readiness::always(),
         None,
+        routes::openapi(),
     )
     .await?;
     running = running.with_worker(tokio::spawn(forget_idle_clients(Arc::clone(&gateway))));

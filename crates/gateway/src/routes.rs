@@ -4,6 +4,11 @@ use servicekit::ProblemKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use api::inventory::{AddStock, ProductView, RegisterProduct, StockView};
+use api::order::{OrderView, PlaceOrder};
+use api::payment::PaymentView;
+use api::schema::OrderStatusName;
+use api::Written;
 use axum::body::{Body, Bytes};
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::BytesRejection;
@@ -15,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures::StreamExt;
-use serde::Deserialize;
+use order_status::store::{OrderDetail, OrderSummary};
+use serde::{Deserialize, Serialize};
 use servicekit::{Problem, Stopping};
 use tower::ServiceBuilder;
 use uuid::Uuid;
@@ -29,6 +35,37 @@ type Shared = Arc<Gateway>;
 const REQUEST_ID: &str = "x-request-id";
 /// Longest request id taken from a client, in bytes; longer ones are replaced.
 const REQUEST_ID_BYTES_MAX: usize = 128;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    login,
+    me,
+    products,
+    register_product,
+    add_stock,
+    place,
+    order,
+    cancel,
+    receipt,
+    my_orders,
+    confirm_deposit,
+    seller_orders,
+    order_live,
+    my_live,
+    status
+))]
+struct ApiDoc;
+
+/// The gateway's OpenAPI document: the shop's public API.
+pub(crate) fn openapi() -> serde_json::Value {
+    let mut doc =
+        servicekit::openapi::document(<ApiDoc as utoipa::OpenApi>::openapi(), "gateway", false);
+    doc["components"]["securitySchemes"] = serde_json::json!({
+        "bearer": {"type": "http", "scheme": "bearer", "description": "a token from POST /api/login"}
+    });
+    servicekit::openapi::add_statuses(&mut doc, &[401, 403, 429, 502, 504]);
+    doc
+}
 
 pub fn router(gateway: Shared, concurrent_requests_max: usize) -> Router {
     let retry_after_s = gateway.retry_after_s;
@@ -69,7 +106,7 @@ pub fn router(gateway: Shared, concurrent_requests_max: usize) -> Router {
         .with_state(gateway)
 }
 
-/// The web UI: three static files built into the binary (no build step, no files to find at
+/// The web UI and the API's page and document: files built into the binary (no build step, no files to find at
 /// run time).
 fn web() -> Router<Shared> {
     let file = |content_type: &'static str, body: &'static str| {
@@ -102,6 +139,14 @@ fn web() -> Router<Shared> {
             "/style.css",
             file("text/css; charset=utf-8", include_str!("../web/style.css")),
         )
+        .route(
+            "/api/docs",
+            file("text/html; charset=utf-8", include_str!("../web/api.html")),
+        )
+        .route("/api/openapi.json", {
+            let doc = openapi();
+            get(move || std::future::ready(axum::Json(doc)))
+        })
 }
 
 /// Gives every request an id (the client's, if sane) and echoes it in the answer.
@@ -412,13 +457,42 @@ fn head_of(upstream: &reqwest::Response) -> (StatusCode, HeaderMap) {
     (status, headers)
 }
 
-#[derive(Deserialize)]
+/// Who the token is for.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Me {
+    name: String,
+    role: Role,
+}
+
+/// A login's answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct LoginAnswer {
+    /// For `Authorization: Bearer`.
+    token: String,
+    name: String,
+    role: Role,
+    /// Seconds since the epoch.
+    expires_at: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct GatewayStatus {
+    breakers_open: Vec<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Login {
     name: String,
     password: String,
 }
 
+#[utoipa::path(post, path = "/api/login", tag = "account", request_body = Login,
+    description = "Anyone logs in with a name and password; the token goes in `Authorization: Bearer`.",
+    security(()),
+    responses((status = 200, description = "a token for the account", body = LoginAnswer), (status = 401, description = "unauthorized: wrong name or password")))]
 async fn login(
     State(gateway): State<Shared>,
     headers: HeaderMap,
@@ -458,16 +532,19 @@ async fn login(
         return Err(unauthorized("wrong name or password"));
     };
     let (token, expires) = issued.map_err(|e| Problem::internal(&e))?;
-    Ok(axum::Json(serde_json::json!({
-        "token": token,
-        "name": account.name,
-        "role": account.role,
-        "expiresAt": expires,
-    }))
-    .into_response())
+    let answer = LoginAnswer {
+        token,
+        name: account.name,
+        role: account.role,
+        expires_at: expires,
+    };
+    Ok(axum::Json(answer).into_response())
 }
 
 /// Which upstreams' breakers are open (the gateway fails fast for them).
+#[utoipa::path(get, path = "/gateway/status", tag = "operations",
+    security(()),
+    responses((status = 200, description = "which upstreams' breakers are open", body = GatewayStatus)))]
 async fn status(State(gateway): State<Shared>) -> Response {
     let open: Vec<&str> = [
         &gateway.order,
@@ -479,14 +556,28 @@ async fn status(State(gateway): State<Shared>) -> Response {
     .filter(|pool| !pool.is_call_permitted())
     .map(|pool| pool.name)
     .collect();
-    axum::Json(serde_json::json!({ "breakersOpen": open })).into_response()
+    axum::Json(GatewayStatus {
+        breakers_open: open.into_iter().map(str::to_string).collect(),
+    })
+    .into_response()
 }
 
+#[utoipa::path(get, path = "/api/me", tag = "account",
+    security(("bearer" = [])),
+    responses((status = 200, description = "who the token is for", body = Me)))]
 async fn me(caller: Caller) -> Result<Response, Problem> {
     let claims = caller.any()?;
-    Ok(axum::Json(serde_json::json!({ "name": claims.sub, "role": claims.role })).into_response())
+    let me = Me {
+        name: claims.sub.clone(),
+        role: claims.role,
+    };
+    Ok(axum::Json(me).into_response())
 }
 
+#[utoipa::path(get, path = "/api/products", tag = "catalogue",
+    description = "Anyone sees the catalogue.",
+    security(()),
+    responses((status = 200, description = "the catalogue", body = Vec<ProductView>)))]
 async fn products(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -503,6 +594,10 @@ async fn products(
     .await
 }
 
+#[utoipa::path(post, path = "/api/products", tag = "catalogue", request_body = RegisterProduct,
+    description = "Seller.",
+    security(("bearer" = [])),
+    responses((status = 201, description = "registered", body = Written<StockView>), (status = 200, description = "already registered so", body = Written<StockView>), (status = 409, description = "already-registered")))]
 async fn register_product(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -521,6 +616,10 @@ async fn register_product(
     .await
 }
 
+#[utoipa::path(post, path = "/api/products/{id}/stock", tag = "catalogue", params(("id" = String, Path, description = "the product's id (a UUID)")), request_body = AddStock,
+    description = "Seller.",
+    security(("bearer" = [])),
+    responses((status = 201, description = "added", body = Written<StockView>), (status = 200, description = "this change id was applied already", body = Written<StockView>)))]
 async fn add_stock(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -541,6 +640,10 @@ async fn add_stock(
     .await
 }
 
+#[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = PlaceOrder,
+    description = "Customer.",
+    security(("bearer" = [])),
+    responses((status = 201, description = "placed", body = Written<OrderView>), (status = 200, description = "already placed so", body = Written<OrderView>), (status = 409, description = "already-placed")))]
 async fn place(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -582,6 +685,10 @@ async fn order_command(
     .await
 }
 
+#[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders", params(("id" = String, Path, description = "the order's id (a UUID)")),
+    description = "The order's customer, until the seller confirmed the deposit.",
+    security(("bearer" = [])),
+    responses((status = 201, description = "cancelled", body = Written<OrderView>), (status = 200, description = "already cancelled", body = Written<OrderView>), (status = 409, description = "deposit-confirmed, already-shipped, order-closed, cancel-refused")))]
 async fn cancel(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -592,6 +699,10 @@ async fn cancel(
     order_command(&gateway, &caller, &order, "cancel", &headers, body).await
 }
 
+#[utoipa::path(post, path = "/api/orders/{id}/receipt", tag = "orders", params(("id" = String, Path, description = "the order's id (a UUID)")),
+    description = "The order's customer, once it is Shipping.",
+    security(("bearer" = [])),
+    responses((status = 201, description = "closed", body = Written<OrderView>), (status = 200, description = "already closed", body = Written<OrderView>), (status = 409, description = "not-shipped-yet, order-cancelled")))]
 async fn receipt(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -641,6 +752,10 @@ async fn visible_order(
     Ok((status, headers, body).into_response())
 }
 
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = String, Path, description = "the order's id (a UUID)"), ("atLeast" = Option<u64>, Query, description = "a command's position: waits until the read model shows it (at most 2 s, then 503 + Retry-After)")),
+    description = "The order's customer, or the seller.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "the order with its timeline", body = OrderDetail)))]
 async fn order(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -651,6 +766,10 @@ async fn order(
     visible_order(&gateway, &caller, &order, uri.query(), &headers).await
 }
 
+#[utoipa::path(get, path = "/api/my/orders", tag = "orders", params(("atLeast" = Option<u64>, Query, description = "a command's position: waits until the read model shows it (at most 2 s, then 503 + Retry-After)")),
+    description = "Customer.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "the customer's orders, newest first (at most 500)", body = Vec<OrderSummary>)))]
 async fn my_orders(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -673,6 +792,10 @@ async fn my_orders(
     .await
 }
 
+#[utoipa::path(post, path = "/api/payments/{id}/deposit", tag = "payments", params(("id" = String, Path, description = "the order's id (a UUID)")),
+    description = "Seller.",
+    security(("bearer" = [])),
+    responses((status = 201, description = "confirmed", body = Written<PaymentView>), (status = 200, description = "already confirmed", body = Written<PaymentView>), (status = 409, description = "payment-cancelled")))]
 async fn confirm_deposit(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -693,6 +816,10 @@ async fn confirm_deposit(
     .await
 }
 
+#[utoipa::path(get, path = "/api/seller/orders", tag = "orders", params(("status" = OrderStatusName, Query, description = "the queue"), ("atLeast" = Option<u64>, Query, description = "a command's position: waits until the read model shows it (at most 2 s, then 503 + Retry-After)")),
+    description = "Seller.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "orders in that status (at most 500)", body = Vec<OrderSummary>)))]
 async fn seller_orders(
     State(gateway): State<Shared>,
     caller: Caller,
@@ -765,6 +892,10 @@ async fn live_stream(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/api/orders/{id}/live", tag = "orders", params(("id" = String, Path, description = "the order's id (a UUID)")),
+    description = "The order's customer, or the seller: the order as it stands, then each status it enters.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "server-sent events: `order` (data: the order's row), `reload`, `reconnect`", content_type = "text/event-stream", body = String)))]
 async fn order_live(
     State(gateway): State<Shared>,
     Extension(stopping): Extension<Stopping>,
@@ -781,6 +912,10 @@ async fn order_live(
     live_stream(&gateway, stopping, claims, path, &headers).await
 }
 
+#[utoipa::path(get, path = "/api/my/orders/live", tag = "orders",
+    description = "Customer: their orders as they stand, then each status one enters.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "server-sent events: `order` (data: the order's row), `reload`, `reconnect`", content_type = "text/event-stream", body = String)))]
 async fn my_live(
     State(gateway): State<Shared>,
     Extension(stopping): Extension<Stopping>,

@@ -8,6 +8,7 @@
 //! It must not: know about orders beyond their ids, or call other services.
 
 use api::inventory::{AddStock, ProductView, RegisterProduct, StockForOrder, StockView};
+use api::Written;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -59,10 +60,20 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         routes,
         readiness,
         Some(settings.identity.clone()),
+        openapi(),
     )
     .await?
     .needing_store(&store)
     .with_worker(follower))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, list, one, add_stock, decrease, increase))]
+struct ApiDoc;
+
+/// The inventory service's OpenAPI document.
+pub fn openapi() -> serde_json::Value {
+    servicekit::openapi::document(<ApiDoc as utoipa::OpenApi>::openapi(), "inventory", true)
 }
 
 fn stream(product_id: ProductId) -> String {
@@ -96,6 +107,13 @@ fn product_view(e: &CatalogueEntry) -> ProductView {
     }
 }
 
+#[utoipa::path(post, path = "/products", tag = "inventory", request_body = RegisterProduct,
+    description = "The seller registers a product, with its initial stock.",
+    responses(
+        (status = 201, description = "registered", body = Written<StockView>),
+        (status = 200, description = "already registered so", body = Written<StockView>),
+        (status = 409, description = "already-registered with other details"),
+    ))]
 async fn register(
     State(app): State<AppState>,
     caller: Caller,
@@ -131,6 +149,8 @@ async fn register(
     Ok(servicekit::answer(&executed, body))
 }
 
+#[utoipa::path(get, path = "/products", tag = "inventory",
+    responses((status = 200, description = "the catalogue", body = Vec<ProductView>)))]
 async fn list(State(app): State<AppState>) -> axum::Json<Vec<ProductView>> {
     axum::Json(
         app.catalogue
@@ -138,6 +158,8 @@ async fn list(State(app): State<AppState>) -> axum::Json<Vec<ProductView>> {
     )
 }
 
+#[utoipa::path(get, path = "/products/{product_id}", tag = "inventory", params(("product_id" = String, Path, description = "the product's id (a UUID)")),
+    responses((status = 200, description = "the product", body = ProductView)))]
 async fn one(
     State(app): State<AppState>,
     Path(product_id): Path<String>,
@@ -155,6 +177,11 @@ async fn one(
     }
 }
 
+#[utoipa::path(post, path = "/products/{product_id}/stock", tag = "inventory", params(("product_id" = String, Path, description = "the product's id (a UUID)")), request_body = AddStock,
+    responses(
+        (status = 201, description = "added", body = Written<StockView>),
+        (status = 200, description = "this change id was applied already", body = Written<StockView>),
+    ))]
 async fn add_stock(
     State(app): State<AppState>,
     Path(product_id): Path<String>,
@@ -178,6 +205,13 @@ async fn add_stock(
     change(&app, product_id, command, &caller, product_id.as_uuid()).await
 }
 
+#[utoipa::path(post, path = "/products/{product_id}/decrease", tag = "inventory", params(("product_id" = String, Path, description = "the product's id (a UUID)")), request_body = StockForOrder,
+    description = "The saga takes an order's stock: at most once per order, never below zero.",
+    responses(
+        (status = 201, description = "taken", body = Written<StockView>),
+        (status = 200, description = "already taken for this order", body = Written<StockView>),
+        (status = 409, description = "out-of-stock"),
+    ))]
 async fn decrease(
     State(app): State<AppState>,
     Path(product_id): Path<String>,
@@ -198,6 +232,13 @@ async fn decrease(
     change(&app, product_id, command, &caller, order_id.as_uuid()).await
 }
 
+#[utoipa::path(post, path = "/products/{product_id}/increase", tag = "inventory", params(("product_id" = String, Path, description = "the product's id (a UUID)")), request_body = StockForOrder,
+    description = "The saga gives an order's stock back (a compensation): at most once.",
+    responses(
+        (status = 201, description = "given back", body = Written<StockView>),
+        (status = 200, description = "nothing was taken for this order", body = Written<StockView>),
+        (status = 409, description = "already-given-back"),
+    ))]
 async fn increase(
     State(app): State<AppState>,
     Path(product_id): Path<String>,

@@ -11,7 +11,7 @@
 
 use api::order::{CancelOrder, OrderView, PlaceOrder};
 use api::payment::{CancelPayment, PaymentClient};
-use api::Answered;
+use api::{Answered, Written};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -76,10 +76,20 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         routes,
         readiness,
         Some(settings.identity.clone()),
+        openapi(),
     )
     .await?
     .needing_store(&store)
     .with_worker(follower))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(place, one, cancel, shipped, receipt))]
+struct ApiDoc;
+
+/// The order service's OpenAPI document.
+pub fn openapi() -> serde_json::Value {
+    servicekit::openapi::document(<ApiDoc as utoipa::OpenApi>::openapi(), "order", true)
 }
 
 fn stream(order_id: OrderId) -> String {
@@ -153,6 +163,13 @@ async fn run(
     Ok(servicekit::answer(&executed, body))
 }
 
+#[utoipa::path(post, path = "/orders", tag = "order", request_body = PlaceOrder,
+    description = "A customer places an order: accepted at once, whatever the other services do.",
+    responses(
+        (status = 201, description = "placed", body = Written<OrderView>),
+        (status = 200, description = "already placed so (a repeated placement)", body = Written<OrderView>),
+        (status = 409, description = "already-placed: the id was used for another order"),
+    ))]
 async fn place(
     State(app): State<AppState>,
     caller: Caller,
@@ -200,6 +217,8 @@ async fn price(app: &AppState, product_id: ProductId) -> Result<Option<Money>, A
     })
 }
 
+#[utoipa::path(get, path = "/orders/{order_id}", tag = "order", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    responses((status = 200, description = "the order", body = OrderView)))]
 async fn one(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
@@ -211,6 +230,14 @@ async fn one(
     ))
 }
 
+#[utoipa::path(post, path = "/orders/{order_id}/cancel", tag = "order", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    request_body(content = Option<CancelOrder>, description = "the saga's reason; a customer sends none"),
+    description = "Customer: asks the payment first (the single authority on a confirmed deposit). System: cancels with a reason.",
+    responses(
+        (status = 201, description = "cancelled", body = Written<OrderView>),
+        (status = 200, description = "already cancelled", body = Written<OrderView>),
+        (status = 409, description = "deposit-confirmed, already-shipped, order-closed, cancel-refused"),
+    ))]
 async fn cancel(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
@@ -298,6 +325,13 @@ async fn ask_payment_to_cancel(
     .into())
 }
 
+#[utoipa::path(post, path = "/orders/{order_id}/shipment", tag = "order", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    description = "The saga marks the order shipped once its delivery started.",
+    responses(
+        (status = 201, description = "shipped", body = Written<OrderView>),
+        (status = 200, description = "already shipped", body = Written<OrderView>),
+        (status = 409, description = "order-cancelled"),
+    ))]
 async fn shipped(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
@@ -309,6 +343,13 @@ async fn shipped(
     run(&app, order_id, command, &caller).await
 }
 
+#[utoipa::path(post, path = "/orders/{order_id}/receipt", tag = "order", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    description = "The customer confirms receipt: the order is closed.",
+    responses(
+        (status = 201, description = "closed", body = Written<OrderView>),
+        (status = 200, description = "already closed", body = Written<OrderView>),
+        (status = 409, description = "not-shipped-yet, order-cancelled"),
+    ))]
 async fn receipt(
     State(app): State<AppState>,
     Path(order_id): Path<String>,

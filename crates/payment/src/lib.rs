@@ -12,6 +12,7 @@ use servicekit::ProblemKind;
 use std::time::Duration;
 
 use api::payment::{CancelPayment, OpenPayment, PaymentStatus, PaymentView};
+use api::Written;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::post;
@@ -62,9 +63,19 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         routes,
         Readiness::always(),
         Some(settings.identity),
+        openapi(),
     )
     .await?
     .needing_store(&store))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(open, one, confirm_deposit, cancel))]
+struct ApiDoc;
+
+/// The payment service's OpenAPI document.
+pub fn openapi() -> serde_json::Value {
+    servicekit::openapi::document(<ApiDoc as utoipa::OpenApi>::openapi(), "payment", true)
 }
 
 fn stream(order_id: OrderId) -> String {
@@ -124,6 +135,13 @@ async fn run(
     Ok(servicekit::answer(&executed, body))
 }
 
+#[utoipa::path(post, path = "/payments/{order_id}", tag = "payment", params(("order_id" = String, Path, description = "the order's id (a UUID)")), request_body = OpenPayment,
+    description = "The saga opens the order's payment: what to pay, to which account, with which reference, by when.",
+    responses(
+        (status = 201, description = "opened", body = Written<PaymentView>),
+        (status = 200, description = "already opened so", body = Written<PaymentView>),
+        (status = 409, description = "already-opened (another amount), payment-cancelled"),
+    ))]
 async fn open(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
@@ -144,6 +162,8 @@ async fn open(
     run(&app, order_id, command, &caller).await
 }
 
+#[utoipa::path(get, path = "/payments/{order_id}", tag = "payment", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    responses((status = 200, description = "the payment", body = PaymentView)))]
 async fn one(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
@@ -156,6 +176,13 @@ async fn one(
     Ok(axum::Json(view(order_id, &loaded.state, loaded.revision)))
 }
 
+#[utoipa::path(post, path = "/payments/{order_id}/deposit", tag = "payment", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    description = "The seller confirms the deposit arrived.",
+    responses(
+        (status = 201, description = "confirmed", body = Written<PaymentView>),
+        (status = 200, description = "already confirmed", body = Written<PaymentView>),
+        (status = 409, description = "payment-cancelled"),
+    ))]
 async fn confirm_deposit(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
@@ -167,6 +194,13 @@ async fn confirm_deposit(
     run(&app, order_id, command, &caller).await
 }
 
+#[utoipa::path(post, path = "/payments/{order_id}/cancel", tag = "payment", params(("order_id" = String, Path, description = "the order's id (a UUID)")), request_body = CancelPayment,
+    description = "Cancels the payment (a refund when money was received); DepositOverdue expires it once due.",
+    responses(
+        (status = 201, description = "cancelled", body = Written<PaymentView>),
+        (status = 200, description = "already cancelled", body = Written<PaymentView>),
+        (status = 409, description = "deposit-confirmed (a customer's cancel after the deposit), not-due-yet"),
+    ))]
 async fn cancel(
     State(app): State<AppState>,
     Path(order_id): Path<String>,

@@ -119,6 +119,15 @@ struct Shared {
     shards: Vec<mpsc::Sender<Work>>,
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status))]
+struct ApiDoc;
+
+/// The saga's OpenAPI document.
+pub fn openapi() -> serde_json::Value {
+    servicekit::openapi::document(<ApiDoc as utoipa::OpenApi>::openapi(), "saga", true)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -161,6 +170,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         routes,
         readiness,
         Some(settings.identity.clone()),
+        openapi(),
     )
     .await?;
     for (shard, receiver) in receivers.into_iter().enumerate() {
@@ -530,14 +540,16 @@ async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Status {
     caught_up: bool,
     /// Whether this run has read its stored checkpoint yet…
     checkpoint_read: bool,
     /// …and where it started reading after (`null`: from the start of the log).
+    #[schema(value_type = Option<Object>)]
     started_after: Option<LogPosition>,
+    #[schema(value_type = Option<Object>)]
     checkpoint: Option<LogPosition>,
     /// Entries the checkpoint tracker holds (unfinished events and runs of finished ones).
     pending_events: usize,
@@ -548,6 +560,9 @@ struct Status {
     breakers_open: Vec<&'static str>,
 }
 
+#[utoipa::path(get, path = "/saga/status", tag = "saga",
+    description = "Where the process manager stands: caught up, its checkpoint, the events it is handling, its timers, open breakers.",
+    responses((status = 200, description = "its status", body = Status)))]
 async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
     // Read once: two guards in one struct expression would both live to its end.
     let started_after = *lock(&shared.started_after);

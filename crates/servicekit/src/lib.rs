@@ -12,6 +12,7 @@ mod handover;
 mod identity;
 mod kinds;
 pub mod metered;
+pub mod openapi;
 pub mod otel;
 mod problem;
 mod secret;

@@ -336,7 +336,8 @@ impl Running {
     }
 }
 
-/// Serves `routes` (plus health, readiness and metrics) on `listen` (an address, where port 0
+/// Serves `routes` (plus health, readiness, metrics and its OpenAPI `document` at
+/// `/openapi.json`, see [`crate::openapi::document`]) on `listen` (an address, where port 0
 /// picks a free port, or a socket the service was handed).
 /// With an `identity` key, every route but health and metrics needs a signed identity
 /// (`x-actor` + `x-actor-proof`): what the gateway and the shop's services send.
@@ -346,6 +347,7 @@ pub async fn serve(
     routes: Router,
     readiness: Readiness,
     identity: Option<IdentityKey>,
+    document: serde_json::Value,
 ) -> std::io::Result<Running> {
     let routes = match identity {
         Some(key) => routes.layer(middleware::from_fn_with_state(Arc::new(key), identified)),
@@ -394,6 +396,10 @@ pub async fn serve(
             }),
         )
         .route("/metrics", get(|| async { crate::metered::render() }))
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(axum::Json(document))),
+        )
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::of(

@@ -17,10 +17,17 @@ async fn live_status(http: &reqwest::Client, url: &str) -> (u16, String) {
 
 async fn serve_with(worker: tokio::task::JoinHandle<()>) -> servicekit::Running {
     let addr = servicekit::Listen::Bind("127.0.0.1:0".parse().unwrap());
-    servicekit::serve("test", addr, Router::new(), Readiness::always(), None)
-        .await
-        .unwrap()
-        .with_worker(worker)
+    servicekit::serve(
+        "test",
+        addr,
+        Router::new(),
+        Readiness::always(),
+        None,
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap()
+    .with_worker(worker)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -159,6 +159,7 @@ async fn hello_limit(http: &reqwest::Client) -> Measured {
         routes,
         servicekit::Readiness::always(),
         None,
+        serde_json::json!({}),
     )
     .await
     .unwrap();

@@ -125,10 +125,28 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         routes,
         readiness,
         Some(settings.identity.clone()),
+        openapi(),
     )
     .await?
     .needing_store(&event_store)
     .with_worker(projector))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    order,
+    customer_orders,
+    seller_orders,
+    order_live,
+    customer_live,
+    start_rebuild,
+    rebuild_progress
+))]
+struct ApiDoc;
+
+/// The read model's OpenAPI document.
+pub fn openapi() -> serde_json::Value {
+    servicekit::openapi::document(<ApiDoc as utoipa::OpenApi>::openapi(), "order-status", true)
 }
 
 /// The store's events for the read model, read ahead by a task that stops with the feed.
@@ -266,7 +284,7 @@ async fn swap_in(shared: &Shared, sealed: &std::path::Path) -> Result<(), StoreE
 }
 
 /// How a rebuild goes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RebuildProgress {
     started_at: chrono::DateTime<chrono::Utc>,
@@ -293,6 +311,12 @@ fn finish_rebuild(shared: &Shared, error: Option<String>) {
 
 /// Starts rebuilding the read model from the whole log into a fresh database; queries keep
 /// being served from the current one until the swap. 202 with the progress; 409 if one runs.
+#[utoipa::path(post, path = "/admin/rebuild", tag = "admin",
+    description = "Starts rebuilding the read model from the whole log; queries go on being answered meanwhile (system callers only).",
+    responses(
+        (status = 202, description = "started", body = RebuildProgress),
+        (status = 409, description = "rebuild-running"),
+    ))]
 async fn start_rebuild(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
@@ -321,6 +345,8 @@ async fn start_rebuild(
     Ok((StatusCode::ACCEPTED, axum::Json(progress_of(&shared))).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/rebuild", tag = "admin",
+    responses((status = 200, description = "how the running or last rebuild goes", body = RebuildProgress)))]
 async fn rebuild_progress(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
     match progress_of(&shared) {
         Some(progress) => Ok(axum::Json(progress).into_response()),
@@ -439,6 +465,8 @@ async fn read<T: Send + 'static>(
         .map_err(|e| Problem::internal(&e).into())
 }
 
+#[utoipa::path(get, path = "/orders/{order_id}", tag = "order-status", params(("order_id" = String, Path, description = "the order's id (a UUID)"), ("atLeast" = Option<u64>, Query, description = "a log position a command returned: the answer reflects at least that event (waits up to 2 s, then 503 + Retry-After)")),
+    responses((status = 200, description = "the order with its timeline", body = OrderDetail)))]
 async fn order(
     State(shared): State<Arc<Shared>>,
     Path(order_id): Path<String>,
@@ -452,6 +480,8 @@ async fn order(
         .ok_or_else(|| Problem::not_found("no such order").into())
 }
 
+#[utoipa::path(get, path = "/customers/{customer_id}/orders", tag = "order-status", params(("customer_id" = String, Path, description = "the customer's account name"), ("atLeast" = Option<u64>, Query, description = "a log position a command returned: the answer reflects at least that event (waits up to 2 s, then 503 + Retry-After)")),
+    responses((status = 200, description = "the customer's orders, newest first (at most 500)", body = Vec<OrderSummary>)))]
 async fn customer_orders(
     State(shared): State<Arc<Shared>>,
     Path(customer_id): Path<String>,
@@ -470,6 +500,9 @@ struct QueueQuery {
     at_least: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/seller/orders", tag = "order-status",
+    params(("status" = api::schema::OrderStatusName, Query, description = "the queue"), ("atLeast" = Option<u64>, Query, description = "a log position a command returned: the answer reflects at least that event (waits up to 2 s, then 503 + Retry-After)")),
+    responses((status = 200, description = "orders in that status (at most 500)", body = Vec<OrderSummary>)))]
 async fn seller_orders(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<QueueQuery>,
@@ -482,6 +515,9 @@ async fn seller_orders(
 
 /// Live updates of one order: an `order` event with its row as it stands, then each time its
 /// status changes.
+#[utoipa::path(get, path = "/orders/{order_id}/live", tag = "order-status", params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    description = "The order as it stands, then each status it enters, once.",
+    responses((status = 200, description = "server-sent events: `order` (data: the order's row), `reload`, `reconnect`", content_type = "text/event-stream", body = String)))]
 async fn order_live(
     State(shared): State<Arc<Shared>>,
     Extension(stopping): Extension<Stopping>,
@@ -498,6 +534,9 @@ async fn order_live(
 
 /// Live updates of all of a customer's orders: each as it stands (the newest
 /// `store::LIST_ROWS_MAX`), then each change of status.
+#[utoipa::path(get, path = "/customers/{customer_id}/live", tag = "order-status", params(("customer_id" = String, Path, description = "the customer's account name")),
+    description = "The customer's orders as they stand, then each status one enters, once.",
+    responses((status = 200, description = "server-sent events: `order` (data: the order's row), `reload`, `reconnect`", content_type = "text/event-stream", body = String)))]
 async fn customer_live(
     State(shared): State<Arc<Shared>>,
     Extension(stopping): Extension<Stopping>,

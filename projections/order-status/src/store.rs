@@ -30,7 +30,7 @@ pub enum StoreError {
 }
 
 /// An order with what the customer's screen shows around it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderDetail {
     #[serde(flatten)]
@@ -40,7 +40,7 @@ pub struct OrderDetail {
 }
 
 /// An order in a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSummary {
     #[serde(flatten)]

@@ -53,7 +53,7 @@ impl Fact {
 }
 
 /// The deposit the customer is asked to make.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deposit {
     pub reference: String,
@@ -65,7 +65,7 @@ pub struct Deposit {
     pub refund: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryInfo {
     pub started_at: DateTime<Utc>,
@@ -73,13 +73,17 @@ pub struct DeliveryInfo {
 }
 
 /// One order as the customer and the seller see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderRow {
+    #[schema(value_type = String, format = Uuid)]
     pub order_id: OrderId,
     pub customer_id: String,
+    #[schema(value_type = api::schema::OrderStatusName)]
     pub status: OrderStatus,
+    #[schema(value_type = Option<api::schema::CancelReasonName>)]
     pub cancel_reason: Option<CancelReason>,
+    #[schema(value_type = String, format = Uuid)]
     pub product_id: ProductId,
     pub quantity: u32,
     pub unit_price: i64,
@@ -95,7 +99,7 @@ pub struct OrderRow {
 }
 
 /// One line of an order's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Moment {
     pub event_type: String,
@@ -106,6 +110,7 @@ pub struct Moment {
     pub event_id: Uuid,
     pub causation_id: Option<Uuid>,
     /// The status the order entered with this event, if it changed.
+    #[schema(value_type = Option<api::schema::OrderStatusName>)]
     pub status: Option<OrderStatus>,
     pub position: u64,
 }

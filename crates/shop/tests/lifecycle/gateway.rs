@@ -889,3 +889,51 @@ async fn a_dropped_request_is_retried_on_another_replica_only_when_it_is_safe() 
     assert!(plain.contains(&201), "{plain:?}");
     gateway.stop().await;
 }
+
+/// The API is described where the README says: the gateway's OpenAPI document and its page,
+/// and each service's own document, every one OpenAPI 3.1 with the problem catalogue.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_part_serves_its_openapi_document() {
+    let t = spawn_shop().await;
+    let gateway = t.shop.url(Service::Gateway);
+    let document: Value = t
+        .http
+        .get(format!("{gateway}/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["paths"]["/api/orders"]["post"]["responses"]["201"].is_object());
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+    let kinds = document["x-problems"].as_array().unwrap();
+    assert_eq!(kinds.len(), servicekit::ProblemKind::ALL.len());
+    let page = t
+        .http
+        .get(format!("{gateway}/api/docs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("/api/openapi.json"));
+    for (service, path) in [
+        (Service::Order, "/orders"),
+        (Service::Payment, "/payments/{order_id}"),
+        (Service::Inventory, "/products"),
+        (Service::Delivery, "/deliveries"),
+        (Service::Saga, "/saga/status"),
+        (Service::OrderStatus, "/orders/{order_id}"),
+    ] {
+        let url = format!("{}/openapi.json", t.shop.url(service));
+        let document: Value = t.http.get(url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(document["openapi"], "3.1.0", "{service:?}");
+        assert!(document["paths"][path].is_object(), "{service:?} {path}");
+        assert!(
+            document["paths"]["/health/ready"].is_object(),
+            "{service:?}"
+        );
+    }
+    t.stop().await;
+}
