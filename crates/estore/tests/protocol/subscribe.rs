@@ -156,7 +156,7 @@ async fn no_gap_and_no_duplicate_while_writers_race_the_catch_up() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn all_filters_match_stream_prefixes_or_event_type_regexes_and_send_checkpoints() {
+async fn all_filters_match_stream_prefixes_or_regexes_with_look_around_and_send_checkpoints() {
     let store = spawn_store().await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let orders = format!("order{tag}");
@@ -223,6 +223,24 @@ async fn all_filters_match_stream_prefixes_or_event_type_regexes_and_send_checkp
         payments_seen.push(n(&next_event(&mut subscription).await));
     }
     assert_eq!(payments_seen, [100, 101, 102, 103, 104, 105]);
+
+    // A stream-name regex with look-ahead, as the official clients' default filters have
+    // (evaluated as KurrentDB does): every stream of this test but the payments.
+    let not_payments = SubscriptionFilter::on_stream_name()
+        .regex(format!("^(?!payment{tag})(order|payment){tag}-"));
+    let mut subscription = store
+        .client
+        .subscribe_to_all(
+            &SubscribeToAllOptions::default()
+                .position(StreamPosition::Start)
+                .filter(not_payments),
+        )
+        .await;
+    let mut orders_seen = Vec::new();
+    while orders_seen.len() < 6 {
+        orders_seen.push(n(&next_event(&mut subscription).await));
+    }
+    assert_eq!(orders_seen, [0, 1, 2, 3, 4, 5]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
