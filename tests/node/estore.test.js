@@ -125,6 +125,19 @@ test("a delete or tombstone with a wrong expected revision is refused", async ()
   await assert.rejects(collect(client.readStream(stream)), StreamNotFoundError);
 });
 
+test("a stream that never existed cannot be deleted or tombstoned, as on a KurrentDB node", async () => {
+  const never = unique("never");
+  for (const refuse of [() => client.deleteStream(never), () => client.tombstoneStream(never)]) {
+    await assert.rejects(refuse(), (e) => {
+      assert.ok(e instanceof WrongExpectedVersionError, String(e));
+      // The client reads the node's actual-version -1 as -1n.
+      assert.ok([-1n, "no_stream"].includes(e.actualState), `actual ${e.actualState}`);
+      return true;
+    });
+  }
+  await client.appendToStream(never, orderEvent("OrderPlaced", 0), { streamState: NO_STREAM });
+});
+
 test("reading a missing stream and a tombstoned one", async () => {
   await assert.rejects(collect(client.readStream(unique("nothing"))), StreamNotFoundError);
   const stream = unique("gone");

@@ -57,16 +57,30 @@ pub fn status_from_store(error: StoreError) -> Status {
         StoreError::StreamDeleted(stream) => status_with_exception(
             Code::FailedPrecondition,
             format!("Event stream '{stream}' is deleted."),
-            &[("exception", "stream-deleted".into()), ("stream-name", stream)],
+            &[
+                ("exception", "stream-deleted".into()),
+                ("stream-name", stream),
+            ],
         ),
-        StoreError::WrongExpectedVersion { stream, expected, current } => status_with_exception(
+        StoreError::WrongExpectedVersion {
+            stream,
+            expected,
+            current,
+        } => status_with_exception(
             Code::FailedPrecondition,
-            format!("Append failed due to WrongExpectedVersion. Expected version: {expected:?}, actual: {current:?}"),
+            format!(
+                "WrongExpectedVersion: expected version {}, actual version {}",
+                expected_as_number(expected),
+                current.map_or(-1, |r| r as i64)
+            ),
             &[
                 ("exception", "wrong-expected-version".into()),
                 ("stream-name", stream),
                 ("expected-version", expected_as_number(expected).to_string()),
-                ("actual-version", current.map_or(-1, |r| r as i64).to_string()),
+                (
+                    "actual-version",
+                    current.map_or(-1, |r| r as i64).to_string(),
+                ),
             ],
         ),
         StoreError::ShuttingDown => Status::unavailable("the event store is shutting down"),

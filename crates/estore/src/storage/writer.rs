@@ -559,6 +559,15 @@ fn delete(
     if head.is_some_and(|h| h.tombstoned) {
         return Ok(Err(StoreError::StreamDeleted(stream.to_string())));
     }
+    // As a KurrentDB node does: a stream that never had an event cannot be deleted or
+    // tombstoned, whatever the expectation (the actual version is -1, no stream).
+    if head.is_none_or(|h| h.last_revision.is_none()) {
+        return Ok(Err(StoreError::WrongExpectedVersion {
+            stream: stream.to_string(),
+            expected,
+            current: None,
+        }));
+    }
     if !expectation_met(expected, head.as_ref()) {
         return Ok(Err(wrong_expected_version(stream, expected, head)));
     }
@@ -574,7 +583,7 @@ fn delete(
     } else if let Some(last) = last_revision {
         after.truncate_before = last + 1;
     } else {
-        // Soft-deleting a stream that has no events changes nothing.
+        // Unreachable: a stream without events was refused above.
         return Ok(Ok(position));
     }
     tx.prepare_cached(
