@@ -3,7 +3,7 @@
 //! schemas the OpenAPI documents are generated from.
 //!
 //! It owns: the wire shapes (camelCase JSON) of the order, payment, inventory and delivery
-//! services, and what an answer means to a caller (`Answered`).
+//! services and of the order-status read model, and what an answer means to a caller (`Answered`).
 //!
 //! It must not: hold business rules (the domain's deciders do) or know the event store.
 //! Requests carry raw values (strings, integers): the service parses them into domain values so
@@ -12,6 +12,7 @@
 pub mod delivery;
 pub mod inventory;
 pub mod order;
+pub mod order_status;
 pub mod payment;
 pub mod schema;
 

@@ -7,6 +7,9 @@
 //! without them to the linear-time `regex` engine; a backtracking pattern is bounded in steps per
 //! match (a match that runs out counts as no match, and is logged), and every pattern in size.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use fancy_regex::{Regex, RegexBuilder};
 use tonic::Status;
 
@@ -36,7 +39,8 @@ enum Subject {
 
 #[derive(Debug, Clone)]
 enum Matcher {
-    Regex(Regex),
+    /// With whether it has given up on a match yet (told once per filter, not per event).
+    Regex(Regex, Arc<AtomicBool>),
     Prefixes(Vec<String>),
 }
 
@@ -60,7 +64,7 @@ impl EventFilter {
             }
         };
         let matcher = if !expression.regex.is_empty() {
-            Matcher::Regex(compile(&expression.regex)?)
+            Matcher::Regex(compile(&expression.regex)?, Arc::default())
         } else if !expression.prefix.is_empty() {
             if expression.prefix.len() > PREFIXES_MAX {
                 return Err(invalid(format!(
@@ -91,8 +95,11 @@ impl EventFilter {
             Subject::EventType => event.event_type.as_str(),
         };
         match &self.matcher {
-            Matcher::Regex(regex) => regex.is_match(subject).unwrap_or_else(|e| {
-                tracing::warn!(pattern = %regex.as_str(), %subject, error = %e, "filter regex gave up; no match");
+            Matcher::Regex(regex, gave_up) => regex.is_match(subject).unwrap_or_else(|e| {
+                if !gave_up.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(pattern = %regex.as_str(), %subject, error = %e,
+                        "filter regex gave up (told once per filter); such events do not match");
+                }
                 false
             }),
             Matcher::Prefixes(prefixes) => prefixes.iter().any(|p| subject.starts_with(p.as_str())),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use api::inventory::{AddStock, ProductView, RegisterProduct, StockView};
 use api::order::{OrderView, PlaceOrder};
+use api::order_status::{OrderDetail, OrderSummary};
 use api::payment::PaymentView;
 use api::schema::OrderStatusName;
 use api::Written;
@@ -20,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures::StreamExt;
-use order_status::store::{OrderDetail, OrderSummary};
 use serde::{Deserialize, Serialize};
 use servicekit::{Problem, Stopping};
 use tower::ServiceBuilder;

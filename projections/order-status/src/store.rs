@@ -29,24 +29,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// An order with what the customer's screen shows around it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderDetail {
-    #[serde(flatten)]
-    pub row: OrderRow,
-    pub product_name: Option<String>,
-    pub timeline: Vec<Moment>,
-}
-
-/// An order in a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderSummary {
-    #[serde(flatten)]
-    pub row: OrderRow,
-    pub product_name: Option<String>,
-}
+pub use api::order_status::{OrderDetail, OrderSummary};
 
 pub struct Store {
     path: PathBuf,

@@ -561,30 +561,20 @@ fn delete(
     }
     // As a KurrentDB node does: a stream that never had an event cannot be deleted or
     // tombstoned, whatever the expectation (the actual version is -1, no stream).
-    if head.is_none_or(|h| h.last_revision.is_none()) {
+    let Some((mut after, last)) = head.and_then(|h| Some((h, h.last_revision?))) else {
         return Ok(Err(StoreError::WrongExpectedVersion {
             stream: stream.to_string(),
             expected,
             current: None,
         }));
-    }
-    if !expectation_met(expected, head.as_ref()) {
+    };
+    if !expectation_met(expected, Some(&after)) {
         return Ok(Err(wrong_expected_version(stream, expected, head)));
     }
-    let position = (log_position > 0).then_some(log_position);
-    let last_revision = head.and_then(|h| h.last_revision);
-    let mut after = head.unwrap_or(StreamHead {
-        last_revision,
-        truncate_before: 0,
-        tombstoned: false,
-    });
     if tombstone {
         after.tombstoned = true;
-    } else if let Some(last) = last_revision {
-        after.truncate_before = last + 1;
     } else {
-        // Unreachable: a stream without events was refused above.
-        return Ok(Ok(position));
+        after.truncate_before = last + 1;
     }
     tx.prepare_cached(
         "INSERT INTO streams (name, truncate_before, tombstoned) VALUES (?1, ?2, ?3)
@@ -597,5 +587,5 @@ fn delete(
         after.tombstoned as i64
     ])?;
     heads.set_head(stream, after);
-    Ok(Ok(position))
+    Ok(Ok((log_position > 0).then_some(log_position)))
 }
