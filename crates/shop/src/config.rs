@@ -165,10 +165,12 @@ impl IdentityArgs {
         if let Some(key) = self.key()? {
             return Ok(key);
         }
-        if !data_dir.join(IDENTITY_FILE).exists() {
+        let kept = data_dir.join(IDENTITY_FILE);
+        if !kept.exists() {
             return Err(ConfigError::NoKeptIdentity(data_dir.to_path_buf()));
         }
-        let secret = kept_identity(data_dir)?;
+        // Read only: a tool never makes the secret a shop it signs for does not have.
+        let secret = read_secret_file("the identity secret", &kept)?;
         Ok(IdentityKey::new(secret.expose().as_bytes()))
     }
 
