@@ -138,6 +138,63 @@ test("a stream that never existed cannot be deleted or tombstoned, as on a Kurre
   await client.appendToStream(never, orderEvent("OrderPlaced", 0), { streamState: NO_STREAM });
 });
 
+test("stream metadata: set and read at an expected revision, $maxCount and $tb honoured", async () => {
+  const stream = unique("meta");
+  const events = Array.from({ length: 6 }, (_, n) => orderEvent("OrderPlaced", n));
+  await client.appendToStream(stream, events, { streamState: NO_STREAM });
+  const none = await client.getStreamMetadata(stream);
+  assert.equal(none.metadata, undefined);
+  await client.setStreamMetadata(stream, { maxCount: 3, owner: "shop" }, { streamState: NO_STREAM });
+  await assert.rejects(
+    client.setStreamMetadata(stream, { maxCount: 1 }, { streamState: NO_STREAM }),
+    WrongExpectedVersionError,
+  );
+  const read = await client.getStreamMetadata(stream);
+  assert.equal(read.metadata.maxCount, 3);
+  assert.equal(read.metadata.owner, "shop");
+  let shown = await collect(client.readStream(stream));
+  assert.deepEqual(shown.map((e) => e.data.n), [3, 4, 5]);
+  await client.setStreamMetadata(stream, { truncateBefore: 5 }, { streamState: 0n });
+  shown = await collect(client.readStream(stream, { fromRevision: END, direction: BACKWARDS }));
+  assert.deepEqual(shown.map((e) => e.data.n), [5]);
+});
+
+test("a soft-deleted stream, as on a node: deleted again, written again, its old events hidden", async () => {
+  const stream = unique("soft");
+  await client.appendToStream(stream, [orderEvent("OrderPlaced", 0), orderEvent("OrderPlaced", 1)]);
+  const deleted = await client.deleteStream(stream);
+  assert.ok(deleted.position && deleted.position.commit > 0n);
+  await client.deleteStream(stream, { expectedRevision: NO_STREAM });
+  await client.deleteStream(stream, { expectedRevision: 1n });
+  await assert.rejects(client.deleteStream(stream, { expectedRevision: 4n }), (e) => {
+    assert.ok(e instanceof WrongExpectedVersionError, String(e));
+    assert.equal(e.actualState, 1n);
+    return true;
+  });
+  const meta = await client.getStreamMetadata(stream);
+  // JSON numbers read as doubles in JavaScript: i64::MAX reads as 2^63.
+  assert.equal(meta.metadata.truncateBefore, 2 ** 63);
+  const again = await client.appendToStream(stream, orderEvent("OrderPlaced", 2), { streamState: NO_STREAM });
+  assert.equal(again.nextExpectedRevision, 2n);
+  const shown = await collect(client.readStream(stream));
+  assert.deepEqual(shown.map((e) => e.data.n), [2]);
+  assert.equal((await client.getStreamMetadata(stream)).metadata.truncateBefore, 2);
+});
+
+test("a tombstone is a $streamDeleted record in $all, and its metadata reads as deleted", async () => {
+  const stream = unique("tomb");
+  await client.appendToStream(stream, orderEvent("OrderPlaced", 0));
+  const { position } = await client.tombstoneStream(stream);
+  const [record] = await collect(client.readAll({ fromPosition: position, direction: FORWARDS, maxCount: 1 }));
+  assert.equal(record.type, "$streamDeleted");
+  assert.equal(record.streamId, stream);
+  assert.equal(record.revision, 9223372036854775807n);
+  await assert.rejects(client.getStreamMetadata(stream), StreamDeletedError);
+  for (const expectedRevision of [ANY, NO_STREAM, 0n]) {
+    await assert.rejects(client.deleteStream(stream, { expectedRevision }), StreamDeletedError);
+  }
+});
+
 test("reading a missing stream and a tombstoned one", async () => {
   await assert.rejects(collect(client.readStream(unique("nothing"))), StreamNotFoundError);
   const stream = unique("gone");

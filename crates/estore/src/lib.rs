@@ -3,12 +3,14 @@
 //! it exactly as to a real EventStoreDB node, and the same connection string can later point at
 //! a real cluster.
 //!
-//! It owns: the on-disk log (SQLite, see [`storage`]), the protocol surface (`Streams`:
-//! Append, BatchAppend, Read, catch-up subscriptions, Delete, Tombstone; `ServerFeatures`), and
-//! the limits on client input ([`Limits`]).
+//! It owns: the on-disk log (SQLite, see [`storage`]) with stream metadata and the reclaiming
+//! of hidden events, the protocol surface (`Streams`: Append, BatchAppend, Read, catch-up
+//! subscriptions, Delete, Tombstone; `ServerFeatures`), and the limits on client input
+//! ([`Limits`]).
 //!
-//! It must not: know anything about the shop (orders, payments…): it stores opaque events; or
-//! acknowledge an append before it is on disk.
+//! It must not: know anything about the shop (orders, payments…): it stores opaque events (only
+//! the metadata events of `$$` streams are read, as a node reads them); or acknowledge an append
+//! before it is on disk.
 
 // tonic's `Status` is the protocol's error and the trait methods return it anyway; boxing it in
 // our helpers would only add conversions.

@@ -18,6 +18,7 @@ use crate::proto::event_store::client::streams::read_resp::{self, Content};
 use crate::proto::event_store::client::streams::ReadResp;
 use crate::proto::event_store::client::StreamIdentifier;
 use crate::stats::Stats;
+use crate::storage::metadata::TOMBSTONE_REVISION;
 use crate::storage::{
     Committed, Direction, RecordedEvent, Store, StoreError, StreamPage, PAGE_BYTES_MAX,
 };
@@ -415,7 +416,12 @@ impl Subscription {
                 Ok(())
             }
             Selection::Stream { name } => {
-                if event.stream.as_str() != name || event.revision < *cursor {
+                // A tombstone's own record is not an event of the stream: its subscribers are
+                // told the stream is deleted instead.
+                if event.stream.as_str() != name
+                    || event.revision < *cursor
+                    || event.revision == TOMBSTONE_REVISION
+                {
                     return Ok(());
                 }
                 *cursor = event.revision + 1;

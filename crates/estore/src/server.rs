@@ -39,16 +39,27 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub limits: Limits,
+    /// How often the space of events no read shows any more is reclaimed.
+    pub reclaim_interval: Duration,
 }
 
+/// Default of [`Settings::reclaim_interval`], in seconds.
+pub const RECLAIM_INTERVAL_S: u64 = 60;
+
 impl Settings {
-    /// Port 0 on loopback and the given directory: what tests and `minimall up` use.
-    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Settings {
+    /// Serving on `listen` from `data_dir`, with the default limits.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Settings {
         Settings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen,
             data_dir: data_dir.into(),
             limits: Limits::default(),
+            reclaim_interval: Duration::from_secs(RECLAIM_INTERVAL_S),
         }
+    }
+
+    /// Port 0 on loopback and the given directory: what tests use.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Settings {
+        Settings::new(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir)
     }
 }
 
@@ -134,6 +145,7 @@ pub async fn start_on(
     listener: std::net::TcpListener,
 ) -> Result<RunningStore, StartError> {
     let store = Store::open(&settings.data_dir, &settings.limits)?;
+    store.reclaim_every(settings.reclaim_interval);
     let listener = listener
         .set_nonblocking(true)
         .and_then(|()| TcpListener::from_std(listener))

@@ -188,7 +188,9 @@ impl streams_server::Streams for StreamsService {
         let store = self.store.clone();
         match (options.stream_option, options.count_option) {
             (Some(stream_option), Some(CountOption::Count(count))) => {
-                let (selection, from) = read_start(stream_option, filter, direction, &self.limits)?;
+                let last = self.store.last_position();
+                let (selection, from) =
+                    read_start(stream_option, filter, direction, last, &self.limits)?;
                 tokio::spawn(reading::read(
                     store, selection, from, direction, count, string_ids, outbox,
                 ));
@@ -197,7 +199,9 @@ impl streams_server::Streams for StreamsService {
                 if direction != Direction::Forwards {
                     return Err(invalid("subscriptions only go forwards"));
                 }
-                let (selection, start) = subscription_start(stream_option, filter, &self.limits)?;
+                let last = self.store.last_position();
+                let (selection, start) =
+                    subscription_start(stream_option, filter, last, &self.limits)?;
                 let slot = SubscriptionSlot::take(
                     &self.subscriptions_active,
                     self.limits.subscriptions_max,
@@ -329,11 +333,38 @@ impl StreamsService {
     }
 }
 
+/// The clients' `Position::end()`: commit and prepare both `u64::MAX`.
+const END_POSITION: u64 = u64::MAX;
+
+/// A position a client may start reading `$all` from: one this log gave out (every event's
+/// commit and prepare positions are equal, and none is past the log's end `last`), the start
+/// (0) or the clients' end. Anything else is refused as a node refuses a position that is not
+/// an event's. Forwards reads may start past the end (they find nothing), as on a node.
+fn checked_position(
+    position: &read_options::Position,
+    last: u64,
+    past_end_allowed: bool,
+) -> Result<u64, Status> {
+    let commit = position.commit_position;
+    let valid = commit == position.prepare_position
+        && (commit <= last || commit == END_POSITION || past_end_allowed);
+    if valid {
+        Ok(commit)
+    } else {
+        Err(Status::invalid_argument(format!(
+            "Trying to read from an invalid position: commit {commit}, prepare {} \
+             (the log's last position is {last}).",
+            position.prepare_position
+        )))
+    }
+}
+
 /// Resolves a read's stream option into what to read and where to start.
 fn read_start(
     option: StreamOption,
     filter: Option<EventFilter>,
     direction: Direction,
+    last: u64,
     limits: &Limits,
 ) -> Result<(Selection, u64), Status> {
     let from_end = match direction {
@@ -353,7 +384,9 @@ fn read_start(
         }
         StreamOption::All(options) => {
             let from = match options.all_option {
-                Some(all_options::AllOption::Position(p)) => p.commit_position,
+                Some(all_options::AllOption::Position(p)) => {
+                    checked_position(&p, last, direction == Direction::Forwards)?
+                }
                 Some(all_options::AllOption::Start(_)) => 0,
                 Some(all_options::AllOption::End(_)) => from_end.unwrap_or(u64::MAX),
                 None => return Err(invalid("$all read has no start position")),
@@ -366,6 +399,7 @@ fn read_start(
 fn subscription_start(
     option: StreamOption,
     filter: Option<EventFilter>,
+    last: u64,
     limits: &Limits,
 ) -> Result<(Selection, Start), Status> {
     match option {
@@ -382,10 +416,12 @@ fn subscription_start(
         StreamOption::All(options) => {
             let start = match options.all_option {
                 // The clients' `Position::end()` is u64::MAX: the live end, as the real server reads it.
-                Some(all_options::AllOption::Position(p)) if p.commit_position == u64::MAX => {
-                    Start::End
+                Some(all_options::AllOption::Position(p)) => {
+                    match checked_position(&p, last, false)? {
+                        END_POSITION => Start::End,
+                        after => Start::After(after),
+                    }
                 }
-                Some(all_options::AllOption::Position(p)) => Start::After(p.commit_position),
                 Some(all_options::AllOption::Start(_)) => Start::Beginning,
                 Some(all_options::AllOption::End(_)) => Start::End,
                 None => return Err(invalid("$all subscription has no start position")),
@@ -414,6 +450,8 @@ struct BatchSession {
 
 struct PendingBatch {
     correlation_id: shared::Uuid,
+    /// When its first chunk arrived: a `deadline` duration counts from here.
+    received: std::time::Instant,
     options: batch_append_req::Options,
     events: Vec<NewEvent>,
     budget: AppendBudget,
@@ -456,6 +494,7 @@ impl BatchSession {
                 key,
                 PendingBatch {
                     correlation_id: correlation.unwrap_or_default(),
+                    received: std::time::Instant::now(),
                     options,
                     events: Vec::new(),
                     budget: AppendBudget::default(),
@@ -534,7 +573,7 @@ async fn complete_batch(store: Store, limits: &Limits, batch: PendingBatch) -> B
         if let Some(status) = batch.refused {
             return Err(batch_error(&status, limits));
         }
-        if deadline_passed(&options.deadline_option) {
+        if deadline_passed(&options.deadline_option, batch.received) {
             return Err(detailed(
                 Code::DeadlineExceeded,
                 "the batch's deadline passed before it was written".into(),
@@ -589,21 +628,28 @@ async fn complete_batch(store: Store, limits: &Limits, batch: PendingBatch) -> B
     }
 }
 
-fn deadline_passed(deadline: &Option<batch_append_req::options::DeadlineOption>) -> bool {
+/// Has the batch's deadline passed? `deadline_21_10_0` is a point in time; `deadline` is a
+/// duration from when the batch arrived (the Python client sends its timeout so). The Rust
+/// client puts a time since the Unix epoch in `deadline`: as a duration that is decades, so
+/// it never passes, and its own timeout bounds the call anyway.
+fn deadline_passed(
+    deadline: &Option<batch_append_req::options::DeadlineOption>,
+    received: std::time::Instant,
+) -> bool {
     use batch_append_req::options::DeadlineOption;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    // Both forms are a point in time since the Unix epoch.
-    let (seconds, nanos) = match deadline {
-        Some(DeadlineOption::Deadline(d)) => (d.seconds, d.nanos),
-        Some(DeadlineOption::Deadline21100(t)) => (t.seconds, t.nanos),
-        None => return false,
-    };
-    if seconds <= 0 {
-        return false;
+    match deadline {
+        Some(DeadlineOption::Deadline(d)) if d.seconds > 0 || d.nanos > 0 => {
+            let allowed = std::time::Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32);
+            received.elapsed() > allowed
+        }
+        Some(DeadlineOption::Deadline21100(t)) if t.seconds > 0 => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            (t.seconds as u64, t.nanos.max(0) as u32) < (now.as_secs(), now.subsec_nanos())
+        }
+        _ => false,
     }
-    (seconds as u64, nanos.max(0) as u32) < (now.as_secs(), now.subsec_nanos())
 }
 
 /// A google.rpc.Status with one typed detail, as the Node and Python clients decode it.

@@ -68,8 +68,10 @@ pub fn status_from_store(error: StoreError) -> Status {
             current,
         } => status_with_exception(
             Code::FailedPrecondition,
+            // A node's words, which the Python client parses: only deletes and tombstones
+            // answer a wrong expected version with a status (appends answer with a message).
             format!(
-                "WrongExpectedVersion: expected version {}, actual version {}",
+                "Delete failed due to WrongExpectedVersion. Stream: {stream}, Expected version: {}, Actual version: {}",
                 expected_as_number(expected),
                 current.map_or(-1, |r| r as i64)
             ),

@@ -420,6 +420,28 @@ impl EventLog {
         }
     }
 
+    /// Makes the store keep only the stream's latest `count` events (its `$maxCount`): for
+    /// bookkeeping streams, whose older events nobody reads. Readers see only those; the store
+    /// reclaims the space of the others in time. Does nothing when already so.
+    pub async fn keep_latest(&self, stream: &str, count: u64) -> Result<(), LogError> {
+        let current = self
+            .client
+            .get_stream_metadata(stream, &ReadStreamOptions::default())
+            .await?;
+        let mut metadata = match current {
+            eventstore::StreamMetadataResult::Success(versioned) => versioned.metadata().clone(),
+            _ => eventstore::StreamMetadata::default(),
+        };
+        if metadata.max_count == Some(count) {
+            return Ok(());
+        }
+        metadata.max_count = Some(count);
+        self.client
+            .set_stream_metadata(stream, &AppendToStreamOptions::default(), &metadata)
+            .await?;
+        Ok(())
+    }
+
     /// The last event of a stream, decoded as `T`, and its revision (`None`: no such stream).
     pub async fn last<T: serde::de::DeserializeOwned>(
         &self,

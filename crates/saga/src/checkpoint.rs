@@ -5,6 +5,9 @@ use eventlog::LogPosition;
 use serde::{Deserialize, Serialize};
 
 pub const CHECKPOINT_STREAM: &str = "saga-checkpoint";
+/// Checkpoints the store keeps (`$maxCount` of the stream): only the latest is ever read; a
+/// few more show an operator how it moved.
+pub const CHECKPOINTS_KEPT: u64 = 16;
 
 /// Every event at or before this position was fully handled (and no deposit timer depends on
 /// an earlier one).

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use servicekit::StartError;
 use servicekit::{Running, UpstreamSettings};
 
-pub use checkpoint::{CheckpointStored, CHECKPOINT_STREAM};
+pub use checkpoint::{CheckpointStored, CHECKPOINTS_KEPT, CHECKPOINT_STREAM};
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::checkpoint::{CheckpointStored, CHECKPOINT_STREAM};
+use crate::checkpoint::{CheckpointStored, CHECKPOINTS_KEPT, CHECKPOINT_STREAM};
 use crate::observe::{observe, FOLLOWED_PREFIXES};
 use crate::perform::{Answer, Services, Unavailable};
 use crate::{Settings, StartError};
@@ -492,7 +492,9 @@ async fn deadlines(shared: Arc<Shared>) {
 }
 
 /// Stores the checkpoint whenever it moved, at most once per `interval`.
+/// The stream keeps only the latest `CHECKPOINTS_KEPT` (set on the first tick that can).
 async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
+    let mut bounded = false;
     let mut revision = match shared.log.last::<CheckpointStored>(CHECKPOINT_STREAM).await {
         Ok(stored) => stored.map(|(_, r)| r),
         Err(_) => None,
@@ -501,6 +503,16 @@ async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
+        if !bounded {
+            match shared
+                .log
+                .keep_latest(CHECKPOINT_STREAM, CHECKPOINTS_KEPT)
+                .await
+            {
+                Ok(()) => bounded = true,
+                Err(e) => tracing::warn!(error = %e, "cannot bound the saga checkpoint stream yet"),
+            }
+        }
         let committed = lock(&shared.tracker).committed;
         let Some(position) = committed else { continue };
         if stored == Some(position) {

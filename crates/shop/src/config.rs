@@ -661,11 +661,7 @@ impl EstoreArgs {
     }
 
     pub fn settings(&self) -> estore::Settings {
-        estore::Settings {
-            listen: self.listen,
-            data_dir: self.data_dir.clone(),
-            limits: estore::Limits::default(),
-        }
+        estore::Settings::new(self.listen, &self.data_dir)
     }
 }
 

@@ -301,13 +301,10 @@ async fn start_store(
     settings: &ShopSettings,
     listen: SocketAddr,
 ) -> anyhow::Result<estore::RunningStore> {
-    estore::start(estore::Settings {
-        listen,
-        data_dir: settings.data_dir.join(config::ESTORE_DIR),
-        limits: estore::Limits::default(),
-    })
-    .await
-    .context("starting the event store")
+    let data_dir = settings.data_dir.join(config::ESTORE_DIR);
+    estore::start(estore::Settings::new(listen, data_dir))
+        .await
+        .context("starting the event store")
 }
 
 /// The demo accounts (password = name): customers alice and bob, and the seller. Only the

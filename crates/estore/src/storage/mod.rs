@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod metadata;
+mod reclaim;
 mod writer;
 
 use bytes::Bytes;
@@ -182,11 +184,13 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
-/// How well group commit groups: requests written per commit (one fsync each).
+/// How well group commit groups (requests written per commit, one fsync each), and the
+/// hidden events reclaimed.
 #[derive(Debug, Default)]
 pub struct CommitCounters {
     pub commits: AtomicU64,
     pub requests: AtomicU64,
+    pub reclaimed: AtomicU64,
 }
 
 const SCHEMA: &str = "
@@ -202,12 +206,22 @@ CREATE TABLE IF NOT EXISTS events (
     data BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream, revision);
--- Only streams that were deleted have a row: a stream's last revision is read from the index.
+-- Streams with metadata or a tombstone have a row: the retention their metastream's latest
+-- event sets, kept beside the log so reads need not parse it. A stream's last revision is read
+-- from the index.
 CREATE TABLE IF NOT EXISTS streams (
     name TEXT PRIMARY KEY,
     truncate_before INTEGER NOT NULL DEFAULT 0,
-    tombstoned INTEGER NOT NULL DEFAULT 0
+    tombstoned INTEGER NOT NULL DEFAULT 0,
+    max_count INTEGER,
+    max_age_s INTEGER
 ) WITHOUT ROWID;
+";
+
+/// Logs made before stream metadata lack the retention columns.
+const RETENTION_COLUMNS: &str = "
+ALTER TABLE streams ADD COLUMN max_count INTEGER;
+ALTER TABLE streams ADD COLUMN max_age_s INTEGER;
 ";
 
 pub(super) const EVENT_COLUMNS: &str =
@@ -228,6 +242,14 @@ impl Store {
              PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_KEPT_BYTES};"
         ))?;
         conn.execute_batch(SCHEMA)?;
+        let has_retention: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('streams') WHERE name = 'max_count'",
+            [],
+            |row| row.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_retention {
+            conn.execute_batch(RETENTION_COLUMNS)?;
+        }
         let pages_max = (limits.log_bytes_max / PAGE_BYTES).clamp(16, u64::from(u32::MAX - 1));
         conn.query_row(
             &format!("PRAGMA max_page_count={pages_max}"),
@@ -244,6 +266,8 @@ impl Store {
         let commits = Arc::new(CommitCounters::default());
         let writer = Writer {
             conn,
+            reclaimer: Default::default(),
+            reclaim_due: true,
             queue,
             live: live.clone(),
             last_position: Arc::clone(&last_position),
@@ -264,6 +288,25 @@ impl Store {
             readers: Mutex::new(Vec::new()),
         });
         Ok(Store { inner })
+    }
+
+    /// Asks the writer every `interval` to reclaim the space of events no read shows any more
+    /// (the first time at once). Stops when the store is dropped.
+    pub fn reclaim_every(&self, interval: std::time::Duration) {
+        let writes = self.inner.writes.downgrade();
+        let ticker = std::thread::Builder::new()
+            .name("estore-reclaim".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(writes) = writes.upgrade() else {
+                    return;
+                };
+                // A full queue means the writer is busy: this tick is skipped.
+                let _ = writes.try_send(WriteRequest::Reclaim);
+            });
+        if let Err(error) = ticker {
+            tracing::warn!(%error, "cannot start reclaiming space; hidden events stay on disk");
+        }
     }
 
     /// Position of the last committed event (0 when the log is empty).
@@ -364,6 +407,11 @@ impl Store {
     ) -> Result<StreamPage, StoreError> {
         self.with_reader(move |conn| {
             let tx = conn.transaction()?;
+            if let Some(described) = metadata::described_by(&stream) {
+                if stream_head(&tx, described)?.is_some_and(|h| h.tombstoned) {
+                    return Err(StoreError::StreamDeleted(stream));
+                }
+            }
             let Some(head) = stream_head(&tx, &stream)? else {
                 return Ok(StreamPage::NotFound);
             };
@@ -373,14 +421,16 @@ impl Store {
             let Some(last) = head.visible_last() else {
                 return Ok(StreamPage::NotFound);
             };
+            let first = head.first_visible(last) as i64;
+            let oldest_ticks = head.oldest_visible_ticks(now_ticks());
             let events = match direction {
                 Direction::Forwards => {
-                    let from = from.max(head.truncate_before);
+                    let from = from.min(i64::MAX as u64) as i64;
                     let mut statement = tx.prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3"
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND revision >= ?2 AND created >= ?3 ORDER BY revision LIMIT ?4"
                     ))?;
                     let rows = statement.query_map(
-                        params![stream, from.min(i64::MAX as u64) as i64, count_max as i64],
+                        params![stream, from.max(first), oldest_ticks, count_max as i64],
                         event_from_row,
                     )?;
                     page_of(rows)?
@@ -388,10 +438,10 @@ impl Store {
                 Direction::Backwards => {
                     let from = from.min(last);
                     let mut statement = tx.prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND revision <= ?2 AND revision >= ?3 ORDER BY revision DESC LIMIT ?4"
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND revision <= ?2 AND revision >= ?3 AND created >= ?4 ORDER BY revision DESC LIMIT ?5"
                     ))?;
                     let rows = statement.query_map(
-                        params![stream, from as i64, head.truncate_before as i64, count_max as i64],
+                        params![stream, from as i64, first, oldest_ticks, count_max as i64],
                         event_from_row,
                     )?;
                     page_of(rows)?
@@ -497,36 +547,93 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct StreamHead {
     pub last_revision: Option<u64>,
-    /// Revisions below this were soft-deleted.
+    /// Revisions below this are hidden (`$tb`; a soft delete sets it past the end).
     pub truncate_before: u64,
+    /// Only the latest this many events are shown (`$maxCount`).
+    pub max_count: Option<u64>,
+    /// Events older than this many seconds are hidden (`$maxAge`).
+    pub max_age_s: Option<u64>,
     pub tombstoned: bool,
 }
 
+/// .NET ticks (100 ns) per second.
+const TICKS_PER_SECOND: i64 = 10_000_000;
+
 impl StreamHead {
+    /// A stream with no event yet and no metadata.
+    pub fn empty() -> StreamHead {
+        StreamHead {
+            last_revision: None,
+            truncate_before: 0,
+            max_count: None,
+            max_age_s: None,
+            tombstoned: false,
+        }
+    }
+
     /// Last revision that a reader can see, `None` when the stream reads as not found.
     pub fn visible_last(&self) -> Option<u64> {
         self.last_revision
             .filter(|last| *last >= self.truncate_before)
     }
+
+    /// Soft-deleted: it had events and all of them are truncated away. Writing it again goes on
+    /// from its last revision.
+    pub fn is_soft_deleted(&self) -> bool {
+        self.last_revision
+            .is_some_and(|last| self.truncate_before > last)
+    }
+
+    /// The lowest revision readers see, given the last one: `$tb` and `$maxCount` together.
+    pub fn first_visible(&self, last: u64) -> u64 {
+        let by_count = self
+            .max_count
+            .map_or(0, |count| (last + 1).saturating_sub(count));
+        self.truncate_before.max(by_count)
+    }
+
+    /// Creation time (ticks) of the oldest event readers see (`$maxAge`).
+    pub fn oldest_visible_ticks(&self, now_ticks: i64) -> i64 {
+        match self.max_age_s {
+            Some(age) => now_ticks.saturating_sub((age as i64).saturating_mul(TICKS_PER_SECOND)),
+            None => i64::MIN,
+        }
+    }
+}
+
+/// Now, in .NET ticks (100 ns) since the Unix epoch, as the protocol carries times.
+pub(super) fn now_ticks() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (since_epoch.as_nanos() / 100) as i64
 }
 
 pub(super) fn stream_head(conn: &Connection, stream: &str) -> rusqlite::Result<Option<StreamHead>> {
     let last_revision: Option<i64> = conn
         .prepare_cached("SELECT MAX(revision) FROM events WHERE stream = ?1")?
         .query_row([stream], |row| row.get(0))?;
-    let deleted = conn
-        .prepare_cached("SELECT truncate_before, tombstoned FROM streams WHERE name = ?1")?
+    let kept = conn
+        .prepare_cached(
+            "SELECT truncate_before, tombstoned, max_count, max_age_s FROM streams WHERE name = ?1",
+        )?
         .query_row([stream], |row| {
-            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? != 0))
+            Ok(StreamHead {
+                last_revision: None,
+                truncate_before: row.get::<_, i64>(0)? as u64,
+                tombstoned: row.get::<_, i64>(1)? != 0,
+                max_count: row.get::<_, Option<i64>>(2)?.map(|n| n as u64),
+                max_age_s: row.get::<_, Option<i64>>(3)?.map(|n| n as u64),
+            })
         })
         .optional()?;
-    if last_revision.is_none() && deleted.is_none() {
+    if last_revision.is_none() && kept.is_none() {
         return Ok(None);
     }
-    let (truncate_before, tombstoned) = deleted.unwrap_or((0, false));
-    Ok(Some(StreamHead {
-        last_revision: last_revision.map(|r| r as u64),
-        truncate_before,
-        tombstoned,
-    }))
+    let mut head = kept.unwrap_or_else(StreamHead::empty);
+    head.last_revision = last_revision.map(|r| r as u64);
+    if metadata::described_by(stream).is_some() {
+        head.max_count = Some(metadata::METASTREAM_MAX_COUNT);
+    }
+    Ok(Some(head))
 }

@@ -8,14 +8,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, Transaction};
+use bytes::Bytes;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use super::metadata::{self, Retention};
+use super::reclaim::Reclaimer;
 use super::{
-    stream_head, AppendOutcome, CommitCounters, Committed, ExpectedRevision, NewEvent,
+    now_ticks, stream_head, AppendOutcome, CommitCounters, Committed, ExpectedRevision, NewEvent,
     RecordedEvent, StoreError, StreamHead, Text, EVENT_COLUMNS,
 };
 
@@ -45,13 +47,16 @@ pub(super) enum WriteRequest {
         tombstone: bool,
         reply: oneshot::Sender<Result<Option<u64>, StoreError>>,
     },
+    /// Time to reclaim the space of events no read shows (see `reclaim`); done when the
+    /// writer has nothing else to do.
+    Reclaim,
 }
 
 impl WriteRequest {
     fn bytes(&self) -> usize {
         match self {
             WriteRequest::Append { events, .. } => events.iter().map(NewEvent::bytes).sum(),
-            WriteRequest::Delete { .. } => 0,
+            WriteRequest::Delete { .. } | WriteRequest::Reclaim => 0,
         }
     }
 }
@@ -127,11 +132,15 @@ fn split(request: WriteRequest) -> (ReplyTo, Work) {
                 tombstone,
             },
         ),
+        WriteRequest::Reclaim => unreachable!("reclaim requests are taken out of groups"),
     }
 }
 
 pub(super) struct Writer {
     pub conn: Connection,
+    pub reclaimer: Reclaimer,
+    /// A reclaim was asked for and its round is not over.
+    pub reclaim_due: bool,
     pub queue: mpsc::Receiver<WriteRequest>,
     pub live: broadcast::Sender<Arc<Committed>>,
     pub last_position: Arc<AtomicU64>,
@@ -153,20 +162,50 @@ impl Writer {
             };
             let mut bytes = first.bytes();
             let mut group = vec![first];
+            let mut drained = false;
             while group.len() < WRITE_BATCH_REQUESTS_MAX && bytes < WRITE_BATCH_BYTES_MAX {
                 match self.queue.try_recv() {
                     Ok(request) => {
                         bytes += request.bytes();
                         group.push(request);
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        drained = true;
+                        break;
+                    }
                 }
             }
             // A request that pushed the group over the byte limit opens the next group instead.
             if group.len() > 1 && bytes > WRITE_BATCH_BYTES_MAX {
                 carried = group.pop();
+                drained = false;
             }
-            self.commit_group(group);
+            let before = group.len();
+            group.retain(|request| !matches!(request, WriteRequest::Reclaim));
+            self.reclaim_due |= group.len() < before;
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            if drained && carried.is_none() && self.reclaim_due {
+                self.reclaim();
+            }
+        }
+    }
+
+    /// One reclaim pass, while nothing else waits for the writer.
+    fn reclaim(&mut self) {
+        match self.reclaimer.pass(&mut self.conn) {
+            Ok((deleted, more)) => {
+                self.commits.reclaimed.fetch_add(deleted, Ordering::Relaxed);
+                self.reclaim_due = more;
+                if deleted > 0 {
+                    tracing::debug!(deleted, "reclaimed hidden events");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reclaiming space failed; tried again later");
+                self.reclaim_due = false;
+            }
         }
     }
 
@@ -206,43 +245,26 @@ impl Writer {
         committed: &mut Committed,
     ) -> rusqlite::Result<Vec<Answer>> {
         let tx = self.conn.transaction()?;
+        let mut group = Group {
+            tx: &tx,
+            heads: &mut self.heads,
+            next_position: &mut self.next_position,
+            committed,
+        };
         let mut answers = Vec::with_capacity(works.len());
         for work in works {
-            let answer = match work {
+            answers.push(match work {
                 Work::Append {
                     stream,
                     expected,
                     events,
-                } => Answer::Append(append(
-                    &tx,
-                    &mut self.heads,
-                    stream,
-                    expected,
-                    events,
-                    &mut self.next_position,
-                    committed,
-                )?),
+                } => Answer::Append(group.append(stream, expected, events)?),
                 Work::Delete {
                     stream,
                     expected,
                     tombstone,
-                } => {
-                    let log_position = self.next_position - 1;
-                    let result = delete(
-                        &tx,
-                        &mut self.heads,
-                        &stream,
-                        expected,
-                        tombstone,
-                        log_position,
-                    )?;
-                    if tombstone && result.is_ok() {
-                        committed.tombstoned.push(stream);
-                    }
-                    Answer::Delete(result)
-                }
-            };
-            answers.push(answer);
+                } => Answer::Delete(group.delete(&stream, expected, tombstone)?),
+            });
         }
         tx.commit()?;
         Ok(answers)
@@ -342,15 +364,19 @@ impl Heads {
         }
     }
 
-    fn appended(&mut self, stream: &str, head: StreamHead, ids: impl Iterator<Item = (Uuid, u64)>) {
-        self.set_head(stream, head);
-        if let Some(known) = self.known.get_mut(stream) {
-            for id in ids {
-                if known.recent.len() as u64 >= IDEMPOTENCY_WINDOW_EVENTS {
-                    known.recent.pop_front();
-                }
-                known.recent.push_back(id);
+    /// Events were appended up to `last`: the head moves, their ids join the recent ones.
+    fn appended(&mut self, stream: &str, last: u64, ids: impl Iterator<Item = (Uuid, u64)>) {
+        let Some(known) = self.known.get_mut(stream) else {
+            // `get` came first for every append, unless the memory started over in between.
+            return;
+        };
+        let head = known.head.get_or_insert_with(StreamHead::empty);
+        head.last_revision = Some(last);
+        for id in ids {
+            if known.recent.len() as u64 >= IDEMPOTENCY_WINDOW_EVENTS {
+                known.recent.pop_front();
             }
+            known.recent.push_back(id);
         }
     }
 
@@ -377,21 +403,17 @@ fn recent_ids(tx: &Connection, stream: &str, last: u64) -> rusqlite::Result<VecD
     rows.collect()
 }
 
-fn now_ticks() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (since_epoch.as_nanos() / 100) as i64
-}
-
-/// Does the stream meet the expectation? A soft-deleted stream counts as absent.
+/// Does the stream meet the expectation? A soft-deleted stream may be written as a new one.
+/// (Expecting it to exist is refused before this, as deleted.)
 fn expectation_met(expected: ExpectedRevision, head: Option<&StreamHead>) -> bool {
-    let visible = head.and_then(StreamHead::visible_last);
+    let last = head.and_then(|h| h.last_revision);
     match expected {
         ExpectedRevision::Any => true,
-        ExpectedRevision::NoStream => visible.is_none(),
-        ExpectedRevision::StreamExists => visible.is_some(),
-        ExpectedRevision::Exact(revision) => head.and_then(|h| h.last_revision) == Some(revision),
+        ExpectedRevision::NoStream => {
+            last.is_none() || head.is_some_and(StreamHead::is_soft_deleted)
+        }
+        ExpectedRevision::StreamExists => last.is_some(),
+        ExpectedRevision::Exact(revision) => last == Some(revision),
     }
 }
 
@@ -403,92 +425,253 @@ fn wrong_expected_version(
     StoreError::WrongExpectedVersion {
         stream: stream.to_string(),
         expected,
-        current: head.and_then(|h| h.visible_last()),
+        current: head.and_then(|h| h.last_revision),
     }
 }
 
 /// A refusal is `Ok(Err(..))`; a storage failure is `Err(..)` and aborts the group.
 type Decision<T> = rusqlite::Result<Result<T, StoreError>>;
 
-fn append(
-    tx: &Transaction<'_>,
-    heads: &mut Heads,
-    stream: String,
-    expected: ExpectedRevision,
-    events: Vec<NewEvent>,
-    next_position: &mut u64,
-    committed: &mut Committed,
-) -> Decision<AppendOutcome> {
-    let head = heads.get(tx, &stream)?;
-    if head.is_some_and(|h| h.tombstoned) {
-        return Ok(Err(StoreError::StreamDeleted(stream)));
+/// One group's transaction and what it changes in memory: the writer's stream heads, the next
+/// log position, and the events the commit will publish.
+struct Group<'g, 'c> {
+    tx: &'g Transaction<'c>,
+    heads: &'g mut Heads,
+    next_position: &'g mut u64,
+    committed: &'g mut Committed,
+}
+
+impl Group<'_, '_> {
+    fn append(
+        &mut self,
+        stream: String,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Decision<AppendOutcome> {
+        let head = self.heads.get(self.tx, &stream)?;
+        if let Some(refused) = self.refused_as_deleted(&stream, expected, head.as_ref())? {
+            return Ok(Err(refused));
+        }
+        let recent = |id| self.heads.recent_revision_of(&stream, id);
+        if let Some(done) = already_appended(self.tx, recent, &stream, expected, head, &events)? {
+            return Ok(Ok(done));
+        }
+        if !expectation_met(expected, head.as_ref()) {
+            return Ok(Err(wrong_expected_version(&stream, expected, head)));
+        }
+        let before = head.unwrap_or_else(StreamHead::empty);
+        let Some(last_data) = events.last().map(|e| e.data.clone()) else {
+            return Ok(Ok(AppendOutcome {
+                current_revision: before.last_revision,
+                position: None,
+            }));
+        };
+        let first = before.last_revision.map_or(0, |r| r + 1);
+        let outcome = self.insert(&stream, first, events)?;
+        if let Some(described) = metadata::described_by(&stream) {
+            self.metadata_written(described, &last_data)?;
+        } else if before.is_soft_deleted() {
+            self.undelete(&stream, first)?;
+        }
+        Ok(Ok(outcome))
     }
-    if let Some(done) = already_appended(tx, heads, &stream, expected, head.as_ref(), &events)? {
-        return Ok(Ok(done));
+
+    /// Writes `events` from revision `first` on, in the log and in the writer's memory.
+    fn insert(
+        &mut self,
+        stream: &str,
+        first: u64,
+        events: Vec<NewEvent>,
+    ) -> rusqlite::Result<AppendOutcome> {
+        let created = now_ticks();
+        let shared_name = Text::new(stream.to_string());
+        let mut insert = self.tx.prepare_cached(&format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?;
+        let written_from = self.committed.events.len();
+        for (revision, event) in (first..).zip(events) {
+            let position = *self.next_position;
+            insert.execute(params![
+                position as i64,
+                stream,
+                revision as i64,
+                event.id.as_bytes().as_slice(),
+                event.event_type.as_str(),
+                event.content_type.as_str(),
+                created,
+                event.custom_metadata.as_ref(),
+                event.data.as_ref(),
+            ])?;
+            self.committed.events.push(Arc::new(RecordedEvent {
+                position,
+                stream: shared_name.clone(),
+                revision,
+                id: event.id,
+                event_type: event.event_type,
+                content_type: event.content_type,
+                created_ticks: created,
+                custom_metadata: event.custom_metadata,
+                data: event.data,
+            }));
+            *self.next_position += 1;
+        }
+        let written = &self.committed.events[written_from..];
+        let last = written.last().expect("at least one event");
+        let outcome = AppendOutcome {
+            current_revision: Some(last.revision),
+            position: Some(last.position),
+        };
+        if last.revision != metadata::TOMBSTONE_REVISION {
+            let ids = written.iter().map(|e| (e.id, e.revision));
+            self.heads.appended(stream, last.revision, ids);
+        }
+        Ok(outcome)
     }
-    if !expectation_met(expected, head.as_ref()) {
-        return Ok(Err(wrong_expected_version(&stream, expected, head)));
+
+    /// Refusals that come before the expectation: a tombstoned stream (or the metastream of
+    /// one), and expecting a soft-deleted stream to exist.
+    fn refused_as_deleted(
+        &mut self,
+        stream: &str,
+        expected: ExpectedRevision,
+        head: Option<&StreamHead>,
+    ) -> rusqlite::Result<Option<StoreError>> {
+        let deleted = || Some(StoreError::StreamDeleted(stream.to_string()));
+        if head.is_some_and(|h| h.tombstoned) {
+            return Ok(deleted());
+        }
+        if let Some(described) = metadata::described_by(stream) {
+            if self
+                .heads
+                .get(self.tx, described)?
+                .is_some_and(|h| h.tombstoned)
+            {
+                return Ok(deleted());
+            }
+        }
+        let soft_deleted = head.is_some_and(StreamHead::is_soft_deleted);
+        Ok((soft_deleted && expected == ExpectedRevision::StreamExists)
+            .then(deleted)
+            .flatten())
     }
-    let last_before = head.and_then(|h| h.last_revision);
-    if events.is_empty() {
-        return Ok(Ok(AppendOutcome {
-            current_revision: last_before,
-            position: None,
-        }));
+
+    /// A metastream event was written: its data is now `described`'s metadata. Writing the
+    /// metadata of a soft-deleted stream without a `$tb` brings the stream back with its old
+    /// events still hidden, as a node does.
+    fn metadata_written(&mut self, described: &str, data: &[u8]) -> rusqlite::Result<()> {
+        let object = metadata::parse(data);
+        let retention = object.as_ref().map(Retention::of).unwrap_or_default();
+        let head = self.heads.get(self.tx, described)?;
+        let mut after = head.unwrap_or_else(StreamHead::empty);
+        after.truncate_before = retention.truncate_before.unwrap_or(0).min(i64::MAX as u64);
+        after.max_count = retention.max_count;
+        after.max_age_s = retention.max_age_s;
+        self.keep(described, after)?;
+        let was_deleted = head.is_some_and(|h| h.is_soft_deleted());
+        if let (true, Some(object), None) = (was_deleted, object, retention.truncate_before) {
+            let last = head.and_then(|h| h.last_revision).unwrap_or(0);
+            self.write_metadata(described, metadata::with_truncate_before(object, last + 1))?;
+        }
+        Ok(())
     }
-    let created = now_ticks();
-    let shared_name = Text::new(stream.clone());
-    let mut revision = last_before.map_or(0, |r| r + 1);
-    let written_count = events.len();
-    let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    ))?;
-    for event in events {
-        let position = *next_position;
-        insert.execute(params![
-            position as i64,
-            stream,
-            revision as i64,
-            event.id.as_bytes().as_slice(),
-            event.event_type.as_str(),
-            event.content_type.as_str(),
-            created,
-            event.custom_metadata.as_ref(),
-            event.data.as_ref(),
-        ])?;
-        committed.events.push(Arc::new(RecordedEvent {
-            position,
-            stream: shared_name.clone(),
-            revision,
-            id: event.id,
-            event_type: event.event_type,
-            content_type: event.content_type,
-            created_ticks: created,
-            custom_metadata: event.custom_metadata,
-            data: event.data,
-        }));
-        *next_position += 1;
-        revision += 1;
+
+    /// A soft-deleted stream was written again from `first`: its `$tb` becomes `first`, the
+    /// rest of its metadata kept (metadata that is not a JSON object is left alone).
+    fn undelete(&mut self, stream: &str, first: u64) -> rusqlite::Result<()> {
+        let latest: Option<Vec<u8>> = self
+            .tx
+            .prepare_cached(
+                "SELECT data FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
+            )?
+            .query_row([metadata::metastream_of(stream)], |row| row.get(0))
+            .optional()?;
+        let object = match latest {
+            None => Some(serde_json::Map::new()),
+            Some(data) => metadata::parse(&data),
+        };
+        if let Some(object) = object {
+            self.write_metadata(stream, metadata::with_truncate_before(object, first))?;
+        }
+        Ok(())
     }
-    let last = revision - 1;
-    let (truncate_before, tombstoned) =
-        head.map_or((0, false), |h| (h.truncate_before, h.tombstoned));
-    let written = committed.events[committed.events.len() - written_count..]
-        .iter()
-        .map(|e| (e.id, e.revision));
-    heads.appended(
-        &stream,
-        StreamHead {
-            last_revision: Some(last),
-            truncate_before,
-            tombstoned,
-        },
-        written,
-    );
-    Ok(Ok(AppendOutcome {
-        current_revision: Some(last),
-        position: Some(*next_position - 1),
-    }))
+
+    /// Appends a `$metadata` event for `stream` (to its metastream, whatever its revision).
+    /// Returns the event's log position.
+    fn write_metadata(&mut self, stream: &str, data: Vec<u8>) -> rusqlite::Result<u64> {
+        let event = NewEvent {
+            id: Uuid::new_v4(),
+            event_type: Text::from_static(metadata::METADATA_EVENT_TYPE),
+            content_type: Text::from_static(crate::wire::CONTENT_TYPE_JSON),
+            custom_metadata: Bytes::new(),
+            data: Bytes::from(data),
+        };
+        let metastream = metadata::metastream_of(stream);
+        match self.append(metastream, ExpectedRevision::Any, vec![event])? {
+            Ok(outcome) => Ok(outcome.position.unwrap_or_default()),
+            // Unreachable: `Any` on a metastream of a stream that is not tombstoned.
+            Err(refused) => Err(rusqlite::Error::ToSqlConversionFailure(Box::new(refused))),
+        }
+    }
+
+    /// Records the stream's retention and tombstone beside the log and in the writer's memory.
+    fn keep(&mut self, stream: &str, head: StreamHead) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO streams (name, truncate_before, tombstoned, max_count, max_age_s)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET truncate_before = excluded.truncate_before,
+                     tombstoned = excluded.tombstoned, max_count = excluded.max_count,
+                     max_age_s = excluded.max_age_s",
+            )?
+            .execute(params![
+                stream,
+                head.truncate_before as i64,
+                head.tombstoned as i64,
+                head.max_count.map(|n| n.min(i64::MAX as u64) as i64),
+                head.max_age_s.map(|n| n.min(i64::MAX as u64) as i64),
+            ])?;
+        self.heads.set_head(stream, head);
+        Ok(())
+    }
+
+    /// Soft delete: a `$metadata` event with `$tb` past any revision. Tombstone: a
+    /// `$streamDeleted` record in the stream itself. Either way the answer is the log position
+    /// of what was written, as a node answers.
+    fn delete(
+        &mut self,
+        stream: &str,
+        expected: ExpectedRevision,
+        tombstone: bool,
+    ) -> Decision<Option<u64>> {
+        let head = self.heads.get(self.tx, stream)?;
+        if let Some(refused) = self.refused_as_deleted(stream, expected, head.as_ref())? {
+            return Ok(Err(refused));
+        }
+        // As a KurrentDB node does: a stream that never had an event cannot be deleted or
+        // tombstoned, whatever the expectation (the actual version is -1, no stream).
+        let Some(mut after) = head.filter(|h| h.last_revision.is_some()) else {
+            return Ok(Err(wrong_expected_version(stream, expected, None)));
+        };
+        if !expectation_met(expected, Some(&after)) {
+            return Ok(Err(wrong_expected_version(stream, expected, head)));
+        }
+        if !tombstone {
+            let position = self.write_metadata(stream, metadata::soft_delete_data())?;
+            return Ok(Ok(Some(position)));
+        }
+        let record = NewEvent {
+            id: Uuid::new_v4(),
+            event_type: Text::from_static(metadata::TOMBSTONE_EVENT_TYPE),
+            content_type: Text::from_static(crate::wire::CONTENT_TYPE_BINARY),
+            custom_metadata: Bytes::new(),
+            data: Bytes::new(),
+        };
+        let written = self.insert(stream, metadata::TOMBSTONE_REVISION, vec![record])?;
+        after.tombstoned = true;
+        self.keep(stream, after)?;
+        self.committed.tombstoned.push(stream.to_string());
+        Ok(Ok(written.position))
+    }
 }
 
 /// Idempotent retries: a client that lost the answer to an append sends it again with the same
@@ -497,10 +680,10 @@ fn append(
 /// `IDEMPOTENCY_WINDOW_EVENTS`), the append already happened and succeeds again without writing.
 fn already_appended(
     tx: &Transaction<'_>,
-    heads: &Heads,
+    recent_revision_of: impl Fn(Uuid) -> Option<u64>,
     stream: &str,
     expected: ExpectedRevision,
-    head: Option<&StreamHead>,
+    head: Option<StreamHead>,
     events: &[NewEvent],
 ) -> rusqlite::Result<Option<AppendOutcome>> {
     let (Some(head), Some(first)) = (head, events.first()) else {
@@ -516,7 +699,7 @@ fn already_appended(
         },
         ExpectedRevision::NoStream => head.truncate_before,
         ExpectedRevision::Any | ExpectedRevision::StreamExists => {
-            match heads.recent_revision_of(stream, first.id) {
+            match recent_revision_of(first.id) {
                 Some(revision) if revision >= head.truncate_before => revision,
                 _ => return Ok(None),
             }
@@ -545,47 +728,4 @@ fn already_appended(
         current_revision: Some(first_revision + count - 1),
         position: found.last().map(|(_, position)| *position as u64),
     }))
-}
-
-fn delete(
-    tx: &Transaction<'_>,
-    heads: &mut Heads,
-    stream: &str,
-    expected: ExpectedRevision,
-    tombstone: bool,
-    log_position: u64,
-) -> Decision<Option<u64>> {
-    let head = heads.get(tx, stream)?;
-    if head.is_some_and(|h| h.tombstoned) {
-        return Ok(Err(StoreError::StreamDeleted(stream.to_string())));
-    }
-    // As a KurrentDB node does: a stream that never had an event cannot be deleted or
-    // tombstoned, whatever the expectation (the actual version is -1, no stream).
-    let Some((mut after, last)) = head.and_then(|h| Some((h, h.last_revision?))) else {
-        return Ok(Err(StoreError::WrongExpectedVersion {
-            stream: stream.to_string(),
-            expected,
-            current: None,
-        }));
-    };
-    if !expectation_met(expected, Some(&after)) {
-        return Ok(Err(wrong_expected_version(stream, expected, head)));
-    }
-    if tombstone {
-        after.tombstoned = true;
-    } else {
-        after.truncate_before = last + 1;
-    }
-    tx.prepare_cached(
-        "INSERT INTO streams (name, truncate_before, tombstoned) VALUES (?1, ?2, ?3)
-         ON CONFLICT (name) DO UPDATE SET truncate_before = excluded.truncate_before,
-                                          tombstoned = excluded.tombstoned",
-    )?
-    .execute(params![
-        stream,
-        after.truncate_before as i64,
-        after.tombstoned as i64
-    ])?;
-    heads.set_head(stream, after);
-    Ok(Ok((log_position > 0).then_some(log_position)))
 }

@@ -7,5 +7,6 @@ mod append;
 mod bad_input;
 mod batch_append;
 mod delete;
+mod metadata;
 mod read;
 mod subscribe;

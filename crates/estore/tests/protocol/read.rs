@@ -231,3 +231,53 @@ async fn a_read_of_zero_events_returns_none() {
     .unwrap();
     assert!(events.is_empty());
 }
+
+/// `$all` positions this log never gave out are refused, as a node refuses a position that is
+/// not an event's: commit and prepare apart, or (backwards, and for subscriptions) past the
+/// log's end. Forwards from past the end finds nothing, as on a node.
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_all_from_a_position_that_is_no_event_s_is_refused() {
+    use eventstore::{Position, ReadAllOptions, StreamPosition, SubscribeToAllOptions};
+    let store = spawn_store().await;
+    let client = &store.client;
+    stream_with(&store, "order", 0..3).await;
+    let at = |commit, prepare| StreamPosition::Position(Position { commit, prepare });
+    let read = |position, backwards: bool| async move {
+        let options = ReadAllOptions::default().position(position);
+        let options = if backwards {
+            options.backwards()
+        } else {
+            options
+        };
+        let mut reader = client.read_all(&options).await?;
+        let mut count = 0;
+        while reader.next().await?.is_some() {
+            count += 1;
+        }
+        eventstore::Result::Ok(count)
+    };
+    let refused = |result: &eventstore::Result<usize>| matches!(result, Err(eventstore::Error::Grpc { code: tonic::Code::InvalidArgument, message }) if message.contains("invalid position"));
+    let apart = read(at(2, 1), false).await;
+    assert!(refused(&apart), "{apart:?}");
+    let backwards_past_end = read(at(1_000, 1_000), true).await;
+    assert!(refused(&backwards_past_end), "{backwards_past_end:?}");
+    assert_eq!(read(at(1_000, 1_000), false).await.unwrap(), 0);
+    assert_eq!(read(at(2, 2), false).await.unwrap(), 2);
+    assert_eq!(read(at(u64::MAX, u64::MAX), true).await.unwrap(), 3);
+
+    let mut subscription = client
+        .subscribe_to_all(&SubscribeToAllOptions::default().position(at(1_000, 1_000)))
+        .await;
+    let ended = within("the subscription is refused", subscription.next()).await;
+    assert!(
+        matches!(
+            ended,
+            Err(eventstore::Error::Grpc {
+                code: tonic::Code::InvalidArgument,
+                ..
+            })
+        ),
+        "{:?}",
+        ended.map(|e| e.get_original_event().position)
+    );
+}

@@ -142,6 +142,19 @@ async fn a_saga_replaying_from_an_older_checkpoint_has_no_second_effect() {
         assert_eq!(steps.len(), recorded, "a step recorded twice for {order}");
     }
     assert_eq!(t.order(&cancelled).await.body["status"], "Cancelled");
+
+    // The checkpoint stream is bookkeeping: the store keeps only its latest checkpoints.
+    let metadata = t
+        .store
+        .get_stream_metadata(saga::CHECKPOINT_STREAM, &Default::default())
+        .await
+        .unwrap();
+    let eventstore::StreamMetadataResult::Success(metadata) = metadata else {
+        panic!("the checkpoint stream has metadata: {metadata:?}");
+    };
+    assert_eq!(metadata.metadata().max_count, Some(saga::CHECKPOINTS_KEPT));
+    let kept = t.event_types(saga::CHECKPOINT_STREAM).await;
+    assert!(kept.len() as u64 <= saga::CHECKPOINTS_KEPT, "{kept:?}");
     t.stop().await;
 }
 
