@@ -195,6 +195,23 @@ test("a tombstone is a $streamDeleted record in $all, and its metadata reads as 
   }
 });
 
+test("a category followed through $ce- with links resolved, as Emmett's consumers do", async () => {
+  const category = `cat${randomUUID().replaceAll("-", "")}`;
+  await client.appendToStream(`${category}-1`, orderEvent("OrderPlaced", 1));
+  const subscription = client.subscribeToStream(`$ce-${category}`, { fromRevision: START, resolveLinkTos: true });
+  const seen = [];
+  for await (const resolved of subscription) {
+    assert.equal(resolved.link.type, "$>");
+    seen.push([resolved.event.streamId, resolved.event.data.n]);
+    if (seen.length === 1) await client.appendToStream(`${category}-2`, orderEvent("OrderPlaced", 2));
+    if (seen.length === 2) break;
+  }
+  await subscription.unsubscribe();
+  assert.deepEqual(seen, [[`${category}-1`, 1], [`${category}-2`, 2]]);
+  const byType = await collect(client.readStream("$et-OrderPlaced", { fromRevision: END, direction: BACKWARDS, maxCount: 1, resolveLinkTos: true }));
+  assert.equal(byType[0].streamId, `${category}-2`);
+});
+
 test("reading a missing stream and a tombstoned one", async () => {
   await assert.rejects(collect(client.readStream(unique("nothing"))), StreamNotFoundError);
   const stream = unique("gone");

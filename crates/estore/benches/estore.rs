@@ -281,8 +281,8 @@ async fn replay_rate(client: &Client) -> (usize, f64) {
 
 /// The log's own read rate, without the protocol: pages straight from storage.
 async fn storage_scan_rate(dir: &Path) -> f64 {
-    let store =
-        estore::storage::Store::open(dir, &estore::Limits::default()).expect("open for scan");
+    let store = estore::storage::Store::open(dir, &estore::Limits::default(), false)
+        .expect("open for scan");
     let started = Instant::now();
     let mut from = 0;
     let mut count = 0usize;

@@ -3,8 +3,8 @@
 //! it exactly as to a real EventStoreDB node, and the same connection string can later point at
 //! a real cluster.
 //!
-//! It owns: the on-disk log (SQLite, see [`storage`]) with stream metadata and the reclaiming
-//! of hidden events, the protocol surface (`Streams`: Append, BatchAppend, Read, catch-up
+//! It owns: the on-disk log (SQLite, see [`storage`]) with stream metadata, the system streams
+//! (`$ce-`, `$et-`, `$streams`) and the reclaiming of hidden events, the protocol surface (`Streams`: Append, BatchAppend, Read, catch-up
 //! subscriptions, Delete, Tombstone; `ServerFeatures`), and the limits on client input
 //! ([`Limits`]).
 //!

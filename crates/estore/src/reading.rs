@@ -18,11 +18,12 @@ use crate::proto::event_store::client::streams::read_resp::{self, Content};
 use crate::proto::event_store::client::streams::ReadResp;
 use crate::proto::event_store::client::StreamIdentifier;
 use crate::stats::Stats;
+use crate::storage::links::LINK_EVENT_TYPE;
 use crate::storage::metadata::TOMBSTONE_REVISION;
 use crate::storage::{
     Committed, Direction, RecordedEvent, Store, StoreError, StreamPage, PAGE_BYTES_MAX,
 };
-use crate::wire::{message, read_event, status_from_store};
+use crate::wire::{message, read_event, resolved_link, status_from_store};
 
 /// Events fetched from disk in one go.
 pub const PAGE_EVENTS: usize = 512;
@@ -50,11 +51,28 @@ async fn send(outbox: &Outbox, content: Content) -> Result<(), Gone> {
     outbox.send(Ok(message(content))).await.map_err(|_| Gone)
 }
 
-async fn send_event(outbox: &Outbox, event: &RecordedEvent, string_ids: bool) -> Result<(), Gone> {
-    outbox
-        .send(Ok(read_event(event, string_ids)))
-        .await
-        .map_err(|_| Gone)
+/// How events are put on the wire for one read or subscription.
+#[derive(Debug, Clone, Copy)]
+pub struct Format {
+    /// Event ids as strings (the clients' default) rather than two 64-bit halves.
+    pub string_ids: bool,
+    /// A link event comes with the event it points at (none when that is gone).
+    pub resolve_links: bool,
+}
+
+async fn send_event(
+    store: &Store,
+    outbox: &Outbox,
+    event: &RecordedEvent,
+    format: Format,
+) -> Result<(), Gone> {
+    let message = if format.resolve_links && event.event_type.as_str() == LINK_EVENT_TYPE {
+        let target = store.link_target(event).await;
+        resolved_link(target.as_ref(), event, format.string_ids)
+    } else {
+        read_event(event, format.string_ids)
+    };
+    outbox.send(Ok(message)).await.map_err(|_| Gone)
 }
 
 /// A bounded (non-subscription) read: up to `count` events from `from`.
@@ -64,7 +82,7 @@ pub async fn read(
     from: u64,
     direction: Direction,
     count: u64,
-    string_ids: bool,
+    format: Format,
     outbox: Outbox,
 ) {
     if count == 0 {
@@ -72,10 +90,10 @@ pub async fn read(
     }
     let result = match selection {
         Selection::All { filter } => {
-            read_all(&store, filter, from, direction, count, string_ids, &outbox).await
+            read_all(&store, filter, from, direction, count, format, &outbox).await
         }
         Selection::Stream { name } => {
-            read_stream(&store, name, from, direction, count, string_ids, &outbox).await
+            read_stream(&store, name, from, direction, count, format, &outbox).await
         }
     };
     if let Ok(Err(status)) = result {
@@ -89,7 +107,7 @@ async fn read_all(
     from: u64,
     direction: Direction,
     mut remaining: u64,
-    string_ids: bool,
+    format: Format,
     outbox: &Outbox,
 ) -> Outcome {
     let mut ahead = Some(read_all_ahead(store, from, direction));
@@ -104,7 +122,7 @@ async fn read_all(
         }
         for event in &page {
             if filter.as_ref().is_none_or(|f| f.matches(event)) {
-                send_event(outbox, event, string_ids).await?;
+                send_event(store, outbox, event, format).await?;
                 remaining -= 1;
                 if remaining == 0 {
                     return Ok(Ok(()));
@@ -151,7 +169,7 @@ async fn read_stream(
     mut from: u64,
     direction: Direction,
     mut remaining: u64,
-    string_ids: bool,
+    format: Format,
     outbox: &Outbox,
 ) -> Outcome {
     let mut first_page = true;
@@ -177,7 +195,7 @@ async fn read_stream(
         };
         first_page = false;
         for event in &page {
-            send_event(outbox, event, string_ids).await?;
+            send_event(store, outbox, event, format).await?;
             remaining -= 1;
         }
         let Some(last) = page.last() else { break };
@@ -231,7 +249,7 @@ pub async fn subscribe(
     store: Store,
     selection: Selection,
     start: Start,
-    string_ids: bool,
+    format: Format,
     outbox: Outbox,
     slot: SubscriptionSlot,
     stats: Arc<Stats>,
@@ -239,7 +257,7 @@ pub async fn subscribe(
     let mut subscription = Subscription {
         store,
         selection,
-        string_ids,
+        format,
         outbox,
         considered: 0,
         stats,
@@ -254,7 +272,7 @@ pub async fn subscribe(
 struct Subscription {
     store: Store,
     selection: Selection,
-    string_ids: bool,
+    format: Format,
     outbox: Outbox,
     /// Events considered since the last checkpoint (filtered `$all` only).
     considered: u64,
@@ -399,10 +417,10 @@ impl Subscription {
                 }
                 *cursor = event.position;
                 let Some(filter) = filter else {
-                    return send_event(&self.outbox, event, self.string_ids).await;
+                    return send_event(&self.store, &self.outbox, event, self.format).await;
                 };
                 if filter.matches(event) {
-                    send_event(&self.outbox, event, self.string_ids).await?;
+                    send_event(&self.store, &self.outbox, event, self.format).await?;
                 }
                 self.considered += 1;
                 if self.considered >= filter.checkpoint_every_events {
@@ -425,7 +443,7 @@ impl Subscription {
                     return Ok(());
                 }
                 *cursor = event.revision + 1;
-                send_event(&self.outbox, event, self.string_ids).await
+                send_event(&self.store, &self.outbox, event, self.format).await
             }
         }
     }

@@ -41,6 +41,9 @@ pub struct Settings {
     pub limits: Limits,
     /// How often the space of events no read shows any more is reclaimed.
     pub reclaim_interval: Duration,
+    /// Keep the system streams `$ce-{category}`, `$et-{eventType}` and `$streams` (link
+    /// events), as a node's standard projections do.
+    pub system_streams: bool,
 }
 
 /// Default of [`Settings::reclaim_interval`], in seconds.
@@ -54,6 +57,7 @@ impl Settings {
             data_dir: data_dir.into(),
             limits: Limits::default(),
             reclaim_interval: Duration::from_secs(RECLAIM_INTERVAL_S),
+            system_streams: true,
         }
     }
 
@@ -144,7 +148,11 @@ pub async fn start_on(
     settings: Settings,
     listener: std::net::TcpListener,
 ) -> Result<RunningStore, StartError> {
-    let store = Store::open(&settings.data_dir, &settings.limits)?;
+    let store = Store::open(
+        &settings.data_dir,
+        &settings.limits,
+        settings.system_streams,
+    )?;
     store.reclaim_every(settings.reclaim_interval);
     let listener = listener
         .set_nonblocking(true)

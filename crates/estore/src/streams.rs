@@ -24,7 +24,7 @@ use crate::proto::event_store::client::streams::{
 };
 use crate::proto::event_store::client::{self as shared, AllStreamPosition, StreamIdentifier};
 use crate::proto::google::rpc;
-use crate::reading::{self, Selection, Start, SubscriptionSlot, READ_BUFFER_MESSAGES};
+use crate::reading::{self, Format, Selection, Start, SubscriptionSlot, READ_BUFFER_MESSAGES};
 use crate::stats::Stats;
 use crate::storage::{AppendOutcome, Direction, ExpectedRevision, NewEvent, Store, StoreError};
 use crate::wire::{self, invalid, AppendBudget};
@@ -174,7 +174,10 @@ impl streams_server::Streams for StreamsService {
             .into_inner()
             .options
             .ok_or_else(|| invalid("read options are missing"))?;
-        let string_ids = string_ids(&options);
+        let format = Format {
+            string_ids: string_ids(&options),
+            resolve_links: options.resolve_links,
+        };
         let direction = match ReadDirection::try_from(options.read_direction) {
             Ok(ReadDirection::Forwards) => Direction::Forwards,
             Ok(ReadDirection::Backwards) => Direction::Backwards,
@@ -192,7 +195,7 @@ impl streams_server::Streams for StreamsService {
                 let (selection, from) =
                     read_start(stream_option, filter, direction, last, &self.limits)?;
                 tokio::spawn(reading::read(
-                    store, selection, from, direction, count, string_ids, outbox,
+                    store, selection, from, direction, count, format, outbox,
                 ));
             }
             (Some(stream_option), Some(CountOption::Subscription(_))) => {
@@ -217,7 +220,7 @@ impl streams_server::Streams for StreamsService {
                     store,
                     selection,
                     start,
-                    string_ids,
+                    format,
                     outbox,
                     slot,
                     Arc::clone(&self.stats),

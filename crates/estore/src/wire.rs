@@ -243,6 +243,35 @@ impl AppendBudget {
 
 /// An event as read back, in the caller's choice of id format.
 pub fn read_event(event: &RecordedEvent, string_ids: bool) -> ReadResp {
+    read_response(Some(recorded(event, string_ids)), None, event.position)
+}
+
+/// A link event with the event it points at (`None`: that event is gone), as a node sends a
+/// resolved link: the event in `event`, the link in `link`.
+pub fn resolved_link(
+    target: Option<&RecordedEvent>,
+    link: &RecordedEvent,
+    string_ids: bool,
+) -> ReadResp {
+    let target = target.map(|t| recorded(t, string_ids));
+    read_response(target, Some(recorded(link, string_ids)), link.position)
+}
+
+fn read_response(
+    event: Option<read_event::RecordedEvent>,
+    link: Option<read_event::RecordedEvent>,
+    position: u64,
+) -> ReadResp {
+    ReadResp {
+        content: Some(read_resp::Content::Event(read_resp::ReadEvent {
+            event,
+            link,
+            position: Some(read_resp::read_event::Position::CommitPosition(position)),
+        })),
+    }
+}
+
+fn recorded(event: &RecordedEvent, string_ids: bool) -> read_event::RecordedEvent {
     let entry = |key: &'static str, value: Bytes| read_event::MetadataEntry {
         key: Bytes::from_static(key.as_bytes()),
         value,
@@ -252,7 +281,7 @@ pub fn read_event(event: &RecordedEvent, string_ids: bool) -> ReadResp {
         entry("content-type", event.content_type.bytes()),
         entry("created", Bytes::from(event.created_ticks.to_string())),
     ];
-    let recorded = read_event::RecordedEvent {
+    read_event::RecordedEvent {
         id: Some(uuid_to_proto(event.id, string_ids)),
         stream_identifier: Some(StreamIdentifier {
             stream_name: event.stream.bytes(),
@@ -263,15 +292,6 @@ pub fn read_event(event: &RecordedEvent, string_ids: bool) -> ReadResp {
         metadata,
         custom_metadata: event.custom_metadata.clone(),
         data: event.data.clone(),
-    };
-    ReadResp {
-        content: Some(read_resp::Content::Event(read_resp::ReadEvent {
-            event: Some(recorded),
-            link: None,
-            position: Some(read_resp::read_event::Position::CommitPosition(
-                event.position,
-            )),
-        })),
     }
 }
 

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod links;
 pub mod metadata;
 mod reclaim;
 mod writer;
@@ -228,8 +229,13 @@ pub(super) const EVENT_COLUMNS: &str =
     "position, stream, revision, event_id, event_type, content_type, created, custom_metadata, data";
 
 impl Store {
-    /// Opens (or creates) the log under `data_dir` and starts its writer thread.
-    pub fn open(data_dir: &Path, limits: &crate::Limits) -> Result<Store, StoreError> {
+    /// Opens (or creates) the log under `data_dir` and starts its writer thread; with
+    /// `system_streams` the writer keeps `$ce-`, `$et-` and `$streams` (see [`links`]).
+    pub fn open(
+        data_dir: &Path,
+        limits: &crate::Limits,
+        system_streams: bool,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Storage(format!("cannot create {}: {e}", data_dir.display()))
         })?;
@@ -242,6 +248,8 @@ impl Store {
              PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_KEPT_BYTES};"
         ))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(links::SCHEMA)?;
+        let linked = links::linked(&conn)?;
         let has_retention: bool = conn.query_row(
             "SELECT COUNT(*) FROM pragma_table_info('streams') WHERE name = 'max_count'",
             [],
@@ -266,6 +274,8 @@ impl Store {
         let commits = Arc::new(CommitCounters::default());
         let writer = Writer {
             conn,
+            system_streams,
+            linked,
             reclaimer: Default::default(),
             reclaim_due: true,
             queue,
@@ -450,6 +460,19 @@ impl Store {
             Ok(StreamPage::Events(events))
         })
         .await
+    }
+
+    /// The event a link points at, if readers can still see it (`None` when it was deleted,
+    /// truncated, reclaimed or the link is not a link).
+    pub async fn link_target(&self, link: &RecordedEvent) -> Option<RecordedEvent> {
+        let (stream, revision) = links::link_target(&link.data)?;
+        let page = self
+            .read_stream(stream.to_string(), revision, Direction::Forwards, 1)
+            .await;
+        match page {
+            Ok(StreamPage::Events(events)) => events.into_iter().find(|e| e.revision == revision),
+            _ => None,
+        }
     }
 
     /// The stream's last revision if it has visible events; an error if it is tombstoned.

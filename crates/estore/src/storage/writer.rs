@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use super::links::{self, Source};
 use super::metadata::{self, Retention};
 use super::reclaim::Reclaimer;
 use super::{
@@ -138,6 +139,10 @@ fn split(request: WriteRequest) -> (ReplyTo, Work) {
 
 pub(super) struct Writer {
     pub conn: Connection,
+    /// Whether the writer keeps the system streams (`$ce-`, `$et-`, `$streams`).
+    pub system_streams: bool,
+    /// Every event up to this position has its links.
+    pub linked: u64,
     pub reclaimer: Reclaimer,
     /// A reclaim was asked for and its round is not over.
     pub reclaim_due: bool,
@@ -186,7 +191,12 @@ impl Writer {
             if !group.is_empty() {
                 self.commit_group(group);
             }
-            if drained && carried.is_none() && self.reclaim_due {
+            let idle = drained && carried.is_none();
+            if idle && self.system_streams && self.linked + 1 < self.next_position {
+                // Events written before the links existed: a group of links alone.
+                self.commit_group(Vec::new());
+            }
+            if idle && self.reclaim_due {
                 self.reclaim();
             }
         }
@@ -266,6 +276,9 @@ impl Writer {
                 } => Answer::Delete(group.delete(&stream, expected, tombstone)?),
             });
         }
+        if self.system_streams {
+            self.linked = group.link(self.linked)?;
+        }
         tx.commit()?;
         Ok(answers)
     }
@@ -274,6 +287,10 @@ impl Writer {
     /// cached stream heads.
     fn recover(&mut self) {
         self.heads.clear();
+        match links::linked(&self.conn) {
+            Ok(linked) => self.linked = linked,
+            Err(error) => tracing::error!(%error, "cannot re-read how far events are linked"),
+        }
         match self
             .conn
             .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
@@ -611,6 +628,48 @@ impl Group<'_, '_> {
             // Unreachable: `Any` on a metastream of a stream that is not tombstoned.
             Err(refused) => Err(rusqlite::Error::ToSqlConversionFailure(Box::new(refused))),
         }
+    }
+
+    /// Writes the links of the events after `linked`: this group's own, or — while events
+    /// written before the links existed wait — the next batch of those. Returns the position
+    /// now linked up to.
+    fn link(&mut self, linked: u64) -> rusqlite::Result<u64> {
+        let sources: Vec<Source> = match self.committed.events.first() {
+            Some(first) if first.position == linked + 1 => self
+                .committed
+                .events
+                .iter()
+                .map(|e| Source::of(e))
+                .collect(),
+            _ if linked + 1 >= *self.next_position => return Ok(linked),
+            _ => links::sources_after(self.tx, linked)?,
+        };
+        let Some(last) = sources.last().map(|s| s.position) else {
+            return Ok(linked);
+        };
+        let links_from = *self.next_position;
+        for source in &sources {
+            for (stream, metadata) in links::targets(source) {
+                let link = NewEvent {
+                    id: Uuid::new_v4(),
+                    event_type: Text::from_static(links::LINK_EVENT_TYPE),
+                    content_type: Text::from_static(crate::wire::CONTENT_TYPE_BINARY),
+                    custom_metadata: Bytes::from(metadata),
+                    data: Bytes::from(links::link_data(source.revision, &source.stream)),
+                };
+                // A refusal (someone tombstoned a link stream) leaves that link out.
+                let _ = self.append(stream, ExpectedRevision::Any, vec![link])?;
+            }
+        }
+        // The links just written need none: when nothing unlinked lies between the sources and
+        // them, everything up to the last link is done.
+        let now_linked = if last + 1 == links_from {
+            *self.next_position - 1
+        } else {
+            last
+        };
+        links::store_linked(self.tx, now_linked)?;
+        Ok(now_linked)
     }
 
     /// Records the stream's retention and tombstone beside the log and in the writer's memory.

@@ -19,9 +19,18 @@ pub async fn spawn_store() -> TestStore {
 }
 
 pub async fn spawn_store_with(limits: Limits) -> TestStore {
+    spawn_store_set(|settings| settings.limits = limits).await
+}
+
+/// A store without the system streams, so `$all` holds only what a test wrote.
+pub async fn spawn_store_without_links() -> TestStore {
+    spawn_store_set(|settings| settings.system_streams = false).await
+}
+
+pub async fn spawn_store_set(set: impl FnOnce(&mut Settings)) -> TestStore {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::ephemeral(dir.path());
-    settings.limits = limits;
+    set(&mut settings);
     let server = estore::start(settings).await.expect("store starts");
     let client = client_for(&server);
     TestStore {

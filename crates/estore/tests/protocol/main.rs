@@ -10,3 +10,4 @@ mod delete;
 mod metadata;
 mod read;
 mod subscribe;
+mod system_streams;
