@@ -1,7 +1,11 @@
 //! Compiles the protocol's .proto files with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["protos/streams.proto", "protos/serverfeatures.proto"];
+    let protos = [
+        "protos/streams.proto",
+        "protos/persistent.proto",
+        "protos/serverfeatures.proto",
+    ];
     for proto in protos
         .iter()
         .chain(&["protos/shared.proto", "protos/status.proto"])

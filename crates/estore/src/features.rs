@@ -14,6 +14,8 @@ pub const SERVER_VERSION: &str = "24.10.0";
 
 const STREAMS_SERVICE: &str = "event_store.client.streams.streams";
 const FEATURES_SERVICE: &str = "event_store.client.server_features.serverfeatures";
+const PERSISTENT_SERVICE: &str =
+    "event_store.client.persistent_subscriptions.persistentsubscriptions";
 
 pub struct FeaturesService;
 
@@ -34,6 +36,14 @@ impl server_features_server::ServerFeatures for FeaturesService {
             method("batchappend", STREAMS_SERVICE, &[]),
             method("delete", STREAMS_SERVICE, &[]),
             method("tombstone", STREAMS_SERVICE, &[]),
+            method("create", PERSISTENT_SERVICE, &["stream", "all"]),
+            method("update", PERSISTENT_SERVICE, &["stream", "all"]),
+            method("delete", PERSISTENT_SERVICE, &["stream", "all"]),
+            method("read", PERSISTENT_SERVICE, &["stream", "all"]),
+            method("getinfo", PERSISTENT_SERVICE, &["stream", "all"]),
+            method("replayparked", PERSISTENT_SERVICE, &["stream", "all"]),
+            method("list", PERSISTENT_SERVICE, &["stream", "all"]),
+            method("restartsubsystem", PERSISTENT_SERVICE, &[]),
             method("getsupportedmethods", FEATURES_SERVICE, &[]),
         ];
         Ok(Response::new(SupportedMethods {

@@ -4,9 +4,9 @@
 //! a real cluster.
 //!
 //! It owns: the on-disk log (SQLite, see [`storage`]) with stream metadata, the system streams
-//! (`$ce-`, `$et-`, `$streams`) and the reclaiming of hidden events, the protocol surface (`Streams`: Append, BatchAppend, Read, catch-up
-//! subscriptions, Delete, Tombstone; `ServerFeatures`), and the limits on client input
-//! ([`Limits`]).
+//! (`$ce-`, `$et-`, `$streams`) and the reclaiming of hidden events, the protocol surface
+//! (`Streams`: Append, BatchAppend, Read, catch-up subscriptions, Delete, Tombstone;
+//! `PersistentSubscriptions`; `ServerFeatures`), and the limits on client input ([`Limits`]).
 //!
 //! It must not: know anything about the shop (orders, payments…): it stores opaque events (only
 //! the metadata events of `$$` streams are read, as a node reads them); or acknowledge an append
@@ -19,6 +19,7 @@
 pub mod features;
 pub mod filter;
 pub mod limits;
+pub mod persistent;
 pub mod proto;
 pub mod reading;
 pub mod server;

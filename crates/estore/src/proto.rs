@@ -11,6 +11,10 @@ pub mod event_store {
             tonic::include_proto!("event_store.client.streams");
         }
 
+        pub mod persistent_subscriptions {
+            tonic::include_proto!("event_store.client.persistent_subscriptions");
+        }
+
         pub mod server_features {
             tonic::include_proto!("event_store.client.server_features");
         }

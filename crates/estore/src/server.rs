@@ -21,6 +21,8 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::features::FeaturesService;
 use crate::limits::{grpc_message_bytes_max, Limits};
+use crate::persistent::PersistentService;
+use crate::proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use crate::proto::event_store::client::server_features::server_features_server::ServerFeaturesServer;
 use crate::proto::event_store::client::streams::streams_server::StreamsServer;
 use crate::stats::Stats;
@@ -170,6 +172,11 @@ pub async fn start_on(
     let message_bytes_max = grpc_message_bytes_max(&limits);
     let commits = store.commit_counters();
     let (closing, closed) = tokio::sync::watch::channel(false);
+    let persistent = PersistentSubscriptionsServer::new(
+        PersistentService::start(store.clone(), Arc::clone(&limits), closed.clone()).await,
+    )
+    .max_decoding_message_size(message_bytes_max)
+    .max_encoding_message_size(message_bytes_max);
     let streams = StreamsServer::new(StreamsService::new(
         store,
         Arc::clone(&limits),
@@ -190,6 +197,7 @@ pub async fn start_on(
     // `GET /health/live` answers 204 over HTTP/1.1 on the gRPC port, as a KurrentDB node does:
     // container health checks and Kubernetes probes speak HTTP/1.1.
     let routes = tonic::service::Routes::new(streams)
+        .add_service(persistent)
         .add_service(features)
         .into_axum_router()
         .route(

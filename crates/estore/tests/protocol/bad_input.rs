@@ -364,32 +364,6 @@ async fn garbage_on_the_socket_does_not_hurt_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn persistent_subscriptions_are_reported_as_unsupported() {
-    let store = spawn_store().await;
-    let result = store
-        .client
-        .create_persistent_subscription(
-            "some-stream",
-            "some-group",
-            &eventstore::PersistentSubscriptionOptions::default(),
-        )
-        .await;
-    assert!(
-        matches!(result, Err(Error::UnsupportedFeature)),
-        "{result:?}"
-    );
-    // The store goes on serving.
-    append(
-        &store.client,
-        &unique_stream("after"),
-        ExpectedRevision::NoStream,
-        vec![event("OrderPlaced", 0)],
-    )
-    .await
-    .expect("append");
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn reads_answer_with_structured_ids_when_asked() {
     use estore::proto::event_store::client::streams::read_resp;
     use read_req::options as o;

@@ -8,6 +8,7 @@ mod bad_input;
 mod batch_append;
 mod delete;
 mod metadata;
+mod persistent;
 mod read;
 mod subscribe;
 mod system_streams;
