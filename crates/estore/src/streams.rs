@@ -26,6 +26,7 @@ use crate::proto::event_store::client::{self as shared, AllStreamPosition, Strea
 use crate::proto::google::rpc;
 use crate::reading::{self, Format, Selection, Start, SubscriptionSlot, READ_BUFFER_MESSAGES};
 use crate::stats::Stats;
+use crate::storage::metadata::METASTREAM_PREFIX;
 use crate::storage::{AppendOutcome, Direction, ExpectedRevision, NewEvent, Store, StoreError};
 use crate::wire::{self, invalid, AppendBudget};
 
@@ -244,7 +245,7 @@ impl streams_server::Streams for StreamsService {
         else {
             return Err(invalid("an append must start with its options"));
         };
-        let stream = wire::stream_name(options.stream_identifier, &self.limits)?;
+        let stream = writable(wire::stream_name(options.stream_identifier, &self.limits)?)?;
         let expected = expected_of!(
             append_req::options::ExpectedStreamRevision,
             options.expected_stream_revision
@@ -314,6 +315,11 @@ impl StreamsService {
             .options
             .ok_or_else(|| invalid("delete options are missing"))?;
         let stream = wire::stream_name(options.stream_identifier, &self.limits)?;
+        if stream.starts_with(METASTREAM_PREFIX) {
+            return Err(invalid(
+                "a metastream cannot be deleted: delete the stream it describes, or write its metadata",
+            ));
+        }
         let expected = expected_of!(
             delete_req::options::ExpectedStreamRevision,
             options.expected_stream_revision
@@ -333,6 +339,17 @@ impl StreamsService {
         Ok(Response::new(DeleteResp {
             position_option: Some(position_option),
         }))
+    }
+}
+
+/// A stream a client may append to: anything but the metastream of a metastream (a
+/// metastream's own retention is fixed, as on a node).
+fn writable(stream: String) -> Result<String, Status> {
+    match stream.strip_prefix(METASTREAM_PREFIX) {
+        Some(described) if described.starts_with(METASTREAM_PREFIX) => Err(invalid(format!(
+            "{stream} would be the metadata of a metastream, which cannot be set"
+        ))),
+        _ => Ok(stream),
     }
 }
 
@@ -585,6 +602,7 @@ async fn complete_batch(store: Store, limits: &Limits, batch: PendingBatch) -> B
             ));
         }
         let stream = wire::stream_name(options.stream_identifier, limits)
+            .and_then(writable)
             .map_err(|s| batch_error(&s, limits))?;
         let expected = match options.expected_stream_position {
             Some(Expected::StreamPosition(r)) => ExpectedRevision::Exact(r),

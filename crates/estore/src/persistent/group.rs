@@ -31,6 +31,8 @@ const TICK_MS: u64 = 100;
 /// Parked events one replay sends again at most (the rest stay parked for the next replay), so
 /// a replay holds no more than a group's window.
 const REPLAY_EVENTS_MAX: u64 = WINDOW_EVENTS_MAX as u64;
+/// Source reads one turn of a group's loop makes at most.
+const FILL_READS_PER_TURN: usize = 4;
 /// Commands a group's queue holds before senders wait.
 pub const COMMANDS_QUEUED_MAX: usize = 1_024;
 
@@ -89,9 +91,11 @@ pub enum Command {
         stop_at: Option<u64>,
         reply: oneshot::Sender<Result<(), Status>>,
     },
-    /// The group is deleted, updated or the server stops: consumers are told `why`.
+    /// The group is deleted, updated or the server stops: consumers are told `why`; `done` is
+    /// answered once the task has ended (nothing of it writes after that).
     Stop {
         why: Status,
+        done: oneshot::Sender<()>,
     },
 }
 
@@ -124,10 +128,23 @@ struct Message {
     delivery: Delivery,
 }
 
+/// A replay of parked events under way: the parked stream is truncated past `through` once
+/// every replayed event is done, so a crash before that leaves them parked (replayed again
+/// later), never lost.
+struct Replay {
+    /// The last parked revision replayed.
+    through: u64,
+    /// Replayed events not done yet.
+    pending: usize,
+    /// Parked events the replay takes off the parked count when it ends.
+    count: u64,
+}
+
 struct InFlight {
     message: Message,
     consumer: u64,
-    due: Instant,
+    /// When it is sent again if not answered (`None`: never).
+    due: Option<Instant>,
 }
 
 struct Consumer {
@@ -170,6 +187,7 @@ pub struct Group {
     done_since_checkpoint: u64,
     checkpointed_at: Instant,
     parked: u64,
+    replay: Option<Replay>,
     total_items: u64,
 }
 
@@ -197,6 +215,7 @@ impl Group {
             done_since_checkpoint: 0,
             checkpointed_at: Instant::now(),
             parked: 0,
+            replay: None,
             total_items: 0,
         }
     }
@@ -209,8 +228,13 @@ impl Group {
             self.fill().await;
             self.dispatch();
             tokio::select! {
+                biased;
                 command = self.commands.recv() => match command {
-                    Some(Command::Stop { why }) => return self.drop_consumers(why),
+                    Some(Command::Stop { why, done }) => {
+                        self.drop_consumers(why);
+                        let _ = done.send(());
+                        return;
+                    }
                     Some(command) => self.handle(command).await,
                     None => return self.drop_consumers(Status::unavailable("the event store is stopping")),
                 },
@@ -228,7 +252,10 @@ impl Group {
                 _ = tick.tick() => {
                     self.expire().await;
                     self.checkpoint_if_due().await;
+                    self.finish_replay().await;
                 }
+                // More to read: go round again (commands first) instead of waiting.
+                () = std::future::ready(()), if self.wants_reading() => {}
             }
         }
     }
@@ -246,7 +273,7 @@ impl Group {
                 .and_then(|e| checkpoint_value(&self.config.source, &e.data));
             if let Some(cursor) = stored {
                 self.checkpoint = Some(cursor);
-                self.next_read = cursor + 1;
+                self.next_read = cursor.saturating_add(1);
             }
         }
         self.parked = self.parked_count().await;
@@ -268,7 +295,7 @@ impl Group {
             edge(0, Direction::Forwards).await,
             edge(u64::MAX, Direction::Backwards).await,
         ) {
-            (Some(first), Some(last)) => last - first + 1,
+            (Some(first), Some(last)) => last.saturating_sub(first).saturating_add(1),
             _ => 0,
         }
     }
@@ -276,7 +303,7 @@ impl Group {
     fn concerns(&self, event: &RecordedEvent) -> bool {
         match &self.config.source {
             Source::Stream(name) => event.stream.as_str() == name,
-            Source::All => true,
+            Source::All => !is_bookkeeping(event.stream.as_str()),
         }
     }
 
@@ -287,10 +314,18 @@ impl Group {
         }
     }
 
-    /// Reads from the source while the window has room and there may be more.
+    fn wants_reading(&self) -> bool {
+        !self.caught_up && self.window.len() < self.config.settings.window_events()
+    }
+
+    /// Reads from the source while the window has room and there may be more, a few pages at
+    /// a time, so commands (acks, joins, info) are never kept waiting by a long history.
     async fn fill(&mut self) {
         let window_max = self.config.settings.window_events();
-        while !self.caught_up && self.window.len() < window_max {
+        for _ in 0..FILL_READS_PER_TURN {
+            if !self.wants_reading() {
+                return;
+            }
             let want = (self.config.settings.read_batch_size as usize)
                 .min(window_max - self.window.len())
                 .max(1);
@@ -315,9 +350,9 @@ impl Group {
             }
             for event in events {
                 let cursor = self.cursor_of(&event);
-                self.next_read = cursor + 1;
+                self.next_read = cursor.saturating_add(1);
                 self.read_through = Some(cursor);
-                if self.filter.as_ref().is_none_or(|f| f.matches(&event)) {
+                if self.concerns(&event) && self.filter.as_ref().is_none_or(|f| f.matches(&event)) {
                     let delivery = self.delivery_of(event).await;
                     let seq = self.next_seq;
                     self.next_seq += 1;
@@ -358,6 +393,11 @@ impl Group {
             let Some(next) = self.retry.front().or_else(|| self.queue.front()) else {
                 return;
             };
+            if self.in_flight.contains_key(&next.delivery.id()) {
+                // The same event id is already out (ids repeat across `$all`): it waits until
+                // that one is settled, so an ack is never taken for the wrong one.
+                return;
+            }
             let key = self.pin_key(&next.delivery);
             let Some(index) = self.choose(&key) else {
                 return;
@@ -369,20 +409,26 @@ impl Group {
             }
             .expect("looked at above");
             let consumer = &mut self.consumers[index];
-            if consumer
-                .deliveries
-                .try_send(Ok(message.delivery.clone()))
-                .is_err()
-            {
-                // The consumer is going away (its Leave is queued): keep the message.
-                self.retry.push_front(message);
-                return;
+            match consumer.deliveries.try_send(Ok(message.delivery.clone())) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    // The consumer is gone: it leaves now, the message goes to another.
+                    let gone = consumer.id;
+                    self.retry.push_front(message);
+                    self.leave(gone);
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.retry.push_front(message);
+                    return;
+                }
             }
             consumer.in_flight += 1;
             consumer.total_items += 1;
             self.total_items += 1;
-            let due =
-                Instant::now() + Duration::from_millis(self.config.settings.message_timeout_ms);
+            // A timeout of 0 means none, as the clients mean it.
+            let timeout_ms = self.config.settings.message_timeout_ms;
+            let due = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms));
             let consumer = consumer.id;
             self.in_flight.insert(
                 message.delivery.id(),
@@ -446,7 +492,7 @@ impl Group {
             Command::Ack { consumer, ids } => {
                 for id in ids {
                     if let Some(message) = self.take_in_flight(consumer, id) {
-                        self.complete(message.seq);
+                        self.complete(&message);
                     }
                 }
             }
@@ -462,7 +508,9 @@ impl Group {
             Command::ReplayParked { stop_at, reply } => {
                 let _ = reply.send(self.replay_parked(stop_at).await);
             }
-            Command::Stop { .. } => {}
+            Command::Stop { done, .. } => {
+                let _ = done.send(());
+            }
         }
     }
 
@@ -536,7 +584,7 @@ impl Group {
             match action {
                 NackAction::Park => self.park(message, reason).await,
                 NackAction::Retry => self.retry_or_park(message).await,
-                NackAction::Skip => self.complete(message.seq),
+                NackAction::Skip => self.complete(&message),
                 NackAction::Stop => self.retry.push_front(message),
             }
         }
@@ -586,7 +634,7 @@ impl Group {
         {
             Ok(_) => {
                 self.parked += 1;
-                self.complete(message.seq);
+                self.complete(&message);
             }
             Err(error) => {
                 tracing::warn!(%error, group = %self.config.group, "cannot park an event; it is retried");
@@ -596,8 +644,13 @@ impl Group {
     }
 
     /// The event is done (acknowledged, skipped or parked): the window's done front moves on.
-    fn complete(&mut self, seq: Option<u64>) {
-        let Some(seq) = seq else { return };
+    fn complete(&mut self, message: &Message) {
+        let Some(seq) = message.seq else {
+            if let Some(replay) = &mut self.replay {
+                replay.pending = replay.pending.saturating_sub(1);
+            }
+            return;
+        };
         let Some(index) = seq.checked_sub(self.window_first_seq) else {
             return;
         };
@@ -618,7 +671,7 @@ impl Group {
         let due: Vec<Uuid> = self
             .in_flight
             .iter()
-            .filter(|(_, f)| f.due <= now)
+            .filter(|(_, f)| f.due.is_some_and(|due| due <= now))
             .map(|(id, _)| *id)
             .collect();
         for id in due {
@@ -703,11 +756,17 @@ impl Group {
     /// Parked events are handed out again (up to `stop_at`), then hidden from the parked
     /// stream (`$tb` past them).
     async fn replay_parked(&mut self, stop_at: Option<u64>) -> Result<(), Status> {
+        if self.replay.is_some() {
+            return Err(Status::failed_precondition(
+                "a replay of parked events is still going on: try again once it is done",
+            ));
+        }
         let mut parked = self.parked_visible().await;
         parked.truncate(stop_at.unwrap_or(REPLAY_EVENTS_MAX).min(REPLAY_EVENTS_MAX) as usize);
-        let Some(last) = parked.last().map(|e| e.revision) else {
+        let Some(through) = parked.last().map(|e| e.revision) else {
             return Ok(());
         };
+        let mut pending = 0;
         for link in &parked {
             if let Some(event) = self.store.link_target(link).await {
                 let delivery = self.delivery_of(event).await;
@@ -715,9 +774,24 @@ impl Group {
                     seq: None,
                     delivery,
                 });
+                pending += 1;
             }
         }
-        let truncate = serde_json::json!({ "$tb": last + 1 });
+        self.replay = Some(Replay {
+            through,
+            pending,
+            count: parked.len() as u64,
+        });
+        self.finish_replay().await;
+        Ok(())
+    }
+
+    /// Once every replayed event is done, the parked stream hides them (`$tb` past them).
+    async fn finish_replay(&mut self) {
+        let Some(replay) = self.replay.as_ref().filter(|r| r.pending == 0) else {
+            return;
+        };
+        let truncate = serde_json::json!({ "$tb": replay.through.saturating_add(1) });
         let metadata = NewEvent {
             id: Uuid::new_v4(),
             event_type: Text::from_static(crate::storage::metadata::METADATA_EVENT_TYPE),
@@ -726,12 +800,19 @@ impl Group {
             data: Bytes::from(truncate.to_string()),
         };
         let stream = metastream_of(&self.config.parked_stream());
-        self.store
+        match self
+            .store
             .append(stream, ExpectedRevision::Any, vec![metadata])
             .await
-            .map_err(crate::wire::status_from_store)?;
-        self.parked = self.parked.saturating_sub(parked.len() as u64);
-        Ok(())
+        {
+            Ok(_) => {
+                self.parked = self.parked.saturating_sub(replay.count);
+                self.replay = None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, group = %self.config.group, "cannot truncate the parked stream yet")
+            }
+        }
     }
 
     fn info(&self) -> Info {
@@ -764,6 +845,12 @@ impl Group {
         }
         self.consumers.clear();
     }
+}
+
+/// The persistent subscriptions' own streams (configuration, checkpoints, parked events): a
+/// group on `$all` never gets them, or parking would feed itself.
+fn is_bookkeeping(stream: &str) -> bool {
+    stream.starts_with("$persistentsubscription-") || stream == super::config::CONFIG_STREAM
 }
 
 /// `$correlationId` of an event's metadata, if it is JSON and has one.

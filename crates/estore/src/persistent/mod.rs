@@ -13,6 +13,7 @@ pub mod group;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
@@ -35,6 +36,8 @@ use crate::storage::{
 };
 use crate::wire::{self, invalid, status_with_exception};
 
+/// Longest wait for a group's figures in `GetInfo` / `List`, in milliseconds.
+const INFO_WAIT_MS: u64 = 2_000;
 /// Configuration events the config stream keeps (`$maxCount`): only the latest is read.
 const CONFIG_EVENTS_KEPT: u64 = 10;
 
@@ -49,6 +52,21 @@ struct Registry {
     /// Revision of the latest configuration event (`None`: none written yet).
     revision: Option<u64>,
     groups: HashMap<Key, Running>,
+    /// The stored configuration could not be read: writing a new one would lose it, so
+    /// changes are refused until an operator mends it.
+    unreadable: bool,
+}
+
+impl Registry {
+    fn writable(&self) -> Result<(), Status> {
+        if self.unreadable {
+            return Err(Status::failed_precondition(format!(
+                "the stored persistent subscription configuration ({CONFIG_STREAM}) is unreadable; \
+                 groups cannot be changed until it is mended"
+            )));
+        }
+        Ok(())
+    }
 }
 
 pub struct PersistentService {
@@ -123,6 +141,7 @@ impl PersistentService {
         let mut registry = Registry {
             revision: None,
             groups: HashMap::new(),
+            unreadable: false,
         };
         if let Ok(StreamPage::Events(events)) = store
             .read_stream(CONFIG_STREAM.to_string(), u64::MAX, Direction::Backwards, 1)
@@ -138,6 +157,7 @@ impl PersistentService {
                         }
                     }
                     Err(error) => {
+                        registry.unreadable = true;
                         tracing::error!(%error, "the persistent subscriptions' configuration is unreadable; no group runs")
                     }
                 }
@@ -218,7 +238,16 @@ impl PersistentService {
     }
 
     async fn stop(running: &Running, why: Status) {
-        let _ = running.commands.send(Command::Stop { why }).await;
+        let (done, ended) = oneshot::channel();
+        if running
+            .commands
+            .send(Command::Stop { why, done })
+            .await
+            .is_ok()
+        {
+            // A task that already ended drops `done`: the wait ends either way.
+            let _ = ended.await;
+        }
     }
 
     async fn command_for(&self, key: &Key) -> Result<mpsc::Sender<Command>, Status> {
@@ -236,10 +265,16 @@ impl PersistentService {
         commands: &mpsc::Sender<Command>,
     ) -> proto::SubscriptionInfo {
         let (reply, answer) = oneshot::channel();
-        let info = match commands.send(Command::Info { reply }).await {
-            Ok(()) => answer.await.unwrap_or_default(),
-            Err(_) => Info::default(),
+        let asked = async {
+            commands.send(Command::Info { reply }).await.ok()?;
+            answer.await.ok()
         };
+        // A group busy for longer than this shows its settings without its figures.
+        let info = tokio::time::timeout(Duration::from_millis(INFO_WAIT_MS), asked)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         subscription_info(config, info)
     }
 }
@@ -367,6 +402,7 @@ impl proto::persistent_subscriptions_server::PersistentSubscriptions for Persist
                 .ok_or_else(|| invalid("settings are missing"))?,
         ))?;
         let mut registry = self.registry.lock().await;
+        registry.writable()?;
         let key = (source.clone(), group.clone());
         if registry.groups.contains_key(&key) {
             return Err(refusal_for(
@@ -424,16 +460,17 @@ impl proto::persistent_subscriptions_server::PersistentSubscriptions for Persist
                 .ok_or_else(|| invalid("settings are missing"))?,
         ))?;
         let mut registry = self.registry.lock().await;
+        registry.writable()?;
         let key = (source.clone(), group.clone());
-        let Some(running) = registry.groups.remove(&key) else {
+        let Some(current) = registry.groups.get(&key) else {
             return Err(not_found(&source, &group));
         };
-        let mut config = running.config.clone();
+        let mut config = current.config.clone();
         config.settings = settings;
-        config.filter = running.config.filter.clone();
         if let Some(start) = start {
             (config.start_at, config.start_from) = self.start_of(&source, start).await?;
         }
+        let running = registry.groups.remove(&key).expect("looked up above");
         Self::stop(
             &running,
             refusal(
@@ -461,6 +498,7 @@ impl proto::persistent_subscriptions_server::PersistentSubscriptions for Persist
         let source = source_of!(self, options.stream_option, StreamOption, "delete");
         let group = group_name(options.group_name)?;
         let mut registry = self.registry.lock().await;
+        registry.writable()?;
         let Some(running) = registry.groups.remove(&(source.clone(), group.clone())) else {
             return Err(not_found(&source, &group));
         };

@@ -160,6 +160,15 @@ impl Writer {
         loop {
             let first = match carried.take() {
                 Some(request) => request,
+                // Background work goes on pass after pass while no request waits.
+                None if self.idle_work_due() => match self.queue.try_recv() {
+                    Ok(request) => request,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.idle_pass();
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                },
                 None => match self.queue.blocking_recv() {
                     Some(request) => request,
                     None => return,
@@ -167,23 +176,18 @@ impl Writer {
             };
             let mut bytes = first.bytes();
             let mut group = vec![first];
-            let mut drained = false;
             while group.len() < WRITE_BATCH_REQUESTS_MAX && bytes < WRITE_BATCH_BYTES_MAX {
                 match self.queue.try_recv() {
                     Ok(request) => {
                         bytes += request.bytes();
                         group.push(request);
                     }
-                    Err(_) => {
-                        drained = true;
-                        break;
-                    }
+                    Err(_) => break,
                 }
             }
             // A request that pushed the group over the byte limit opens the next group instead.
             if group.len() > 1 && bytes > WRITE_BATCH_BYTES_MAX {
                 carried = group.pop();
-                drained = false;
             }
             let before = group.len();
             group.retain(|request| !matches!(request, WriteRequest::Reclaim));
@@ -191,14 +195,21 @@ impl Writer {
             if !group.is_empty() {
                 self.commit_group(group);
             }
-            let idle = drained && carried.is_none();
-            if idle && self.system_streams && self.linked + 1 < self.next_position {
-                // Events written before the links existed: a group of links alone.
-                self.commit_group(Vec::new());
-            }
-            if idle && self.reclaim_due {
-                self.reclaim();
-            }
+        }
+    }
+
+    /// Links of events written before the links existed, or space to reclaim.
+    fn idle_work_due(&self) -> bool {
+        self.reclaim_due || (self.system_streams && self.linked + 1 < self.next_position)
+    }
+
+    /// One bounded piece of background work: linking the backlog first, then reclaiming.
+    fn idle_pass(&mut self) {
+        if self.system_streams && self.linked + 1 < self.next_position {
+            // A group of links alone.
+            self.commit_group(Vec::new());
+        } else {
+            self.reclaim();
         }
     }
 
@@ -587,7 +598,7 @@ impl Group<'_, '_> {
         let was_deleted = head.is_some_and(|h| h.is_soft_deleted());
         if let (true, Some(object), None) = (was_deleted, object, retention.truncate_before) {
             let last = head.and_then(|h| h.last_revision).unwrap_or(0);
-            self.write_metadata(described, metadata::with_truncate_before(object, last + 1))?;
+            self.rewrite_metadata(described, metadata::with_truncate_before(object, last + 1))?;
         }
         Ok(())
     }
@@ -607,14 +618,14 @@ impl Group<'_, '_> {
             Some(data) => metadata::parse(&data),
         };
         if let Some(object) = object {
-            self.write_metadata(stream, metadata::with_truncate_before(object, first))?;
+            self.rewrite_metadata(stream, metadata::with_truncate_before(object, first))?;
         }
         Ok(())
     }
 
     /// Appends a `$metadata` event for `stream` (to its metastream, whatever its revision).
     /// Returns the event's log position.
-    fn write_metadata(&mut self, stream: &str, data: Vec<u8>) -> rusqlite::Result<u64> {
+    fn write_metadata(&mut self, stream: &str, data: Vec<u8>) -> Decision<u64> {
         let event = NewEvent {
             id: Uuid::new_v4(),
             event_type: Text::from_static(metadata::METADATA_EVENT_TYPE),
@@ -623,11 +634,18 @@ impl Group<'_, '_> {
             data: Bytes::from(data),
         };
         let metastream = metadata::metastream_of(stream);
-        match self.append(metastream, ExpectedRevision::Any, vec![event])? {
-            Ok(outcome) => Ok(outcome.position.unwrap_or_default()),
-            // Unreachable: `Any` on a metastream of a stream that is not tombstoned.
-            Err(refused) => Err(rusqlite::Error::ToSqlConversionFailure(Box::new(refused))),
+        Ok(self
+            .append(metastream, ExpectedRevision::Any, vec![event])?
+            .map(|outcome| outcome.position.unwrap_or_default()))
+    }
+
+    /// Metadata the store writes itself after an append (bringing a soft-deleted stream
+    /// back): a refusal there leaves the stream as it was and must not undo the append.
+    fn rewrite_metadata(&mut self, stream: &str, data: Vec<u8>) -> rusqlite::Result<()> {
+        if let Err(refused) = self.write_metadata(stream, data)? {
+            tracing::warn!(%refused, stream, "cannot bring a soft-deleted stream's metadata up to date");
         }
+        Ok(())
     }
 
     /// Writes the links of the events after `linked`: this group's own, or — while events
@@ -645,7 +663,10 @@ impl Group<'_, '_> {
             _ => links::sources_after(self.tx, linked)?,
         };
         let Some(last) = sources.last().map(|s| s.position) else {
-            return Ok(linked);
+            // Nothing left after `linked` (the rest was reclaimed): all linked.
+            let everything = *self.next_position - 1;
+            links::store_linked(self.tx, everything)?;
+            return Ok(everything);
         };
         let links_from = *self.next_position;
         for source in &sources {
@@ -715,8 +736,9 @@ impl Group<'_, '_> {
             return Ok(Err(wrong_expected_version(stream, expected, head)));
         }
         if !tombstone {
-            let position = self.write_metadata(stream, metadata::soft_delete_data())?;
-            return Ok(Ok(Some(position)));
+            return Ok(self
+                .write_metadata(stream, metadata::soft_delete_data())?
+                .map(Some));
         }
         let record = NewEvent {
             id: Uuid::new_v4(),

@@ -376,3 +376,45 @@ async fn the_space_of_hidden_events_is_reclaimed() {
     );
     server.stop().await;
 }
+
+/// A metastream cannot be deleted or tombstoned (that would wedge its stream's soft deletes),
+/// nor can a metastream's own metadata be set.
+#[tokio::test(flavor = "multi_thread")]
+async fn metastreams_cannot_be_deleted_nor_given_metadata() {
+    let store = spawn_store().await;
+    let client = &store.client;
+    let stream = stream_with(&store, "order", 0..1).await;
+    set_raw_metadata(client, &stream, json!({ "$maxCount": 5 })).await;
+    let metastream = format!("$${stream}");
+    let deleted = client
+        .delete_stream(metastream.as_str(), &Default::default())
+        .await;
+    let tombstoned = client
+        .tombstone_stream(metastream.as_str(), &Default::default())
+        .await;
+    for refused in [deleted, tombstoned] {
+        assert!(
+            matches!(
+                refused,
+                Err(eventstore::Error::Grpc {
+                    code: tonic::Code::InvalidArgument,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+    }
+    let meta_meta = EventData::json("$metadata", &json!({ "$tb": 1 })).unwrap();
+    let written = append(
+        client,
+        &format!("$${metastream}"),
+        ExpectedRevision::Any,
+        vec![meta_meta],
+    )
+    .await;
+    assert!(written.is_err(), "{written:?}");
+    assert!(matches!(
+        metadata_of(client, &stream).await,
+        StreamMetadataResult::Success(_)
+    ));
+}
