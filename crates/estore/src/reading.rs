@@ -400,6 +400,17 @@ impl Subscription {
                 self.offer(event, cursor).await?;
             }
             if let Selection::Stream { name } = &self.selection {
+                let mine: Vec<RecordedEvent> = committed
+                    .links
+                    .iter()
+                    .filter(|link| link.stream == *name)
+                    .map(|link| link.event())
+                    .collect();
+                for link in &mine {
+                    self.offer(link, cursor).await?;
+                }
+            }
+            if let Selection::Stream { name } = &self.selection {
                 if committed.tombstoned.iter().any(|s| s == name) {
                     let error = crate::storage::StoreError::StreamDeleted(name.clone());
                     return Ok(Err(status_from_store(error)));

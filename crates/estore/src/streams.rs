@@ -26,6 +26,7 @@ use crate::proto::event_store::client::{self as shared, AllStreamPosition, Strea
 use crate::proto::google::rpc;
 use crate::reading::{self, Format, Selection, Start, SubscriptionSlot, READ_BUFFER_MESSAGES};
 use crate::stats::Stats;
+use crate::storage::links::is_link_stream;
 use crate::storage::metadata::METASTREAM_PREFIX;
 use crate::storage::{AppendOutcome, Direction, ExpectedRevision, NewEvent, Store, StoreError};
 use crate::wire::{self, invalid, AppendBudget};
@@ -320,6 +321,11 @@ impl StreamsService {
                 "a metastream cannot be deleted: delete the stream it describes, or write its metadata",
             ));
         }
+        if is_link_stream(&stream) {
+            return Err(invalid(format!(
+                "{stream} is a system stream the store keeps itself; it cannot be deleted"
+            )));
+        }
         let expected = expected_of!(
             delete_req::options::ExpectedStreamRevision,
             options.expected_stream_revision
@@ -345,6 +351,11 @@ impl StreamsService {
 /// A stream a client may append to: anything but the metastream of a metastream (a
 /// metastream's own retention is fixed, as on a node).
 fn writable(stream: String) -> Result<String, Status> {
+    if is_link_stream(&stream) {
+        return Err(invalid(format!(
+            "{stream} is a system stream the store keeps itself (links to events); it cannot be written"
+        )));
+    }
     match stream.strip_prefix(METASTREAM_PREFIX) {
         Some(described) if described.starts_with(METASTREAM_PREFIX) => Err(invalid(format!(
             "{stream} would be the metadata of a metastream, which cannot be set"

@@ -240,7 +240,11 @@ impl Group {
                 },
                 committed = live.recv() => match committed {
                     Ok(committed) => {
-                        if committed.elided || committed.events.iter().any(|e| self.concerns(e)) {
+                        let links = match &self.config.source {
+                            Source::Stream(name) => committed.links.iter().any(|l| l.stream == *name),
+                            Source::All => false,
+                        };
+                        if committed.elided || links || committed.events.iter().any(|e| self.concerns(e)) {
                             self.caught_up = false;
                         }
                     }

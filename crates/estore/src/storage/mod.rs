@@ -115,6 +115,8 @@ pub struct RecordedEvent {
 #[derive(Debug, Default)]
 pub struct Committed {
     pub events: Vec<Arc<RecordedEvent>>,
+    /// Links of the system streams written in this commit (not in `$all`).
+    pub links: Vec<Arc<links::Link>>,
     /// Streams tombstoned in this commit: their subscribers must be told.
     pub tombstoned: Vec<String>,
     /// The commit was too large for the feed: its events are left out and must be read from
@@ -276,6 +278,7 @@ impl Store {
             conn,
             system_streams,
             linked,
+            link_heads: Default::default(),
             reclaimer: Default::default(),
             reclaim_due: true,
             queue,
@@ -417,6 +420,9 @@ impl Store {
     ) -> Result<StreamPage, StoreError> {
         self.with_reader(move |conn| {
             let tx = conn.transaction()?;
+            if links::is_link_stream(&stream) {
+                return read_links(&tx, &stream, from, direction, count_max);
+            }
             if let Some(described) = metadata::described_by(&stream) {
                 if stream_head(&tx, described)?.is_some_and(|h| h.tombstoned) {
                     return Err(StoreError::StreamDeleted(stream));
@@ -477,6 +483,11 @@ impl Store {
 
     /// The stream's last revision if it has visible events; an error if it is tombstoned.
     pub async fn stream_last_revision(&self, stream: String) -> Result<Option<u64>, StoreError> {
+        if links::is_link_stream(&stream) {
+            return self
+                .with_reader(move |conn| Ok(links::last_revision(conn, &stream)?))
+                .await;
+        }
         self.with_reader(move |conn| match stream_head(conn, &stream)? {
             Some(head) if head.tombstoned => Err(StoreError::StreamDeleted(stream)),
             Some(head) => Ok(head.last_revision),
@@ -506,6 +517,26 @@ impl Store {
         .await
         .map_err(|e| StoreError::Storage(format!("reader task failed: {e}")))?
     }
+}
+
+/// A page of a system stream, its link events made from the `links` rows.
+fn read_links(
+    conn: &Connection,
+    stream: &str,
+    from: u64,
+    direction: Direction,
+    count_max: usize,
+) -> Result<StreamPage, StoreError> {
+    let Some(last) = links::last_revision(conn, stream)? else {
+        return Ok(StreamPage::NotFound);
+    };
+    let rows = match direction {
+        Direction::Forwards => links::read(conn, stream, from, true, count_max)?,
+        Direction::Backwards => links::read(conn, stream, from.min(last), false, count_max)?,
+    };
+    Ok(StreamPage::Events(
+        rows.iter().map(links::Link::event).collect(),
+    ))
 }
 
 /// Event bytes one page holds at most (it always holds at least one event): with 1 MiB events a

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::links::{self, Source};
+use super::links::{self, LinkHeads, Source};
 use super::metadata::{self, Retention};
 use super::reclaim::Reclaimer;
 use super::{
@@ -143,6 +143,7 @@ pub(super) struct Writer {
     pub system_streams: bool,
     /// Every event up to this position has its links.
     pub linked: u64,
+    pub link_heads: LinkHeads,
     pub reclaimer: Reclaimer,
     /// A reclaim was asked for and its round is not over.
     pub reclaim_due: bool,
@@ -269,6 +270,7 @@ impl Writer {
         let mut group = Group {
             tx: &tx,
             heads: &mut self.heads,
+            link_heads: &mut self.link_heads,
             next_position: &mut self.next_position,
             committed,
         };
@@ -298,6 +300,7 @@ impl Writer {
     /// cached stream heads.
     fn recover(&mut self) {
         self.heads.clear();
+        self.link_heads.clear();
         match links::linked(&self.conn) {
             Ok(linked) => self.linked = linked,
             Err(error) => tracing::error!(%error, "cannot re-read how far events are linked"),
@@ -315,7 +318,10 @@ impl Writer {
     /// Tells live subscribers. A commit too large for the feed is announced without its events;
     /// subscribers then read it from disk.
     fn publish(&self, mut committed: Committed) {
-        if committed.events.is_empty() && committed.tombstoned.is_empty() {
+        if committed.events.is_empty()
+            && committed.links.is_empty()
+            && committed.tombstoned.is_empty()
+        {
             return;
         }
         let bytes: usize = committed
@@ -465,6 +471,7 @@ type Decision<T> = rusqlite::Result<Result<T, StoreError>>;
 struct Group<'g, 'c> {
     tx: &'g Transaction<'c>,
     heads: &'g mut Heads,
+    link_heads: &'g mut LinkHeads,
     next_position: &'g mut u64,
     committed: &'g mut Committed,
 }
@@ -662,35 +669,16 @@ impl Group<'_, '_> {
             _ if linked + 1 >= *self.next_position => return Ok(linked),
             _ => links::sources_after(self.tx, linked)?,
         };
-        let Some(last) = sources.last().map(|s| s.position) else {
-            // Nothing left after `linked` (the rest was reclaimed): all linked.
-            let everything = *self.next_position - 1;
-            links::store_linked(self.tx, everything)?;
-            return Ok(everything);
-        };
-        let links_from = *self.next_position;
+        // Nothing left after `linked` means the rest was reclaimed: all linked.
+        let last = sources
+            .last()
+            .map_or(*self.next_position - 1, |s| s.position);
         for source in &sources {
-            for (stream, metadata) in links::targets(source) {
-                let link = NewEvent {
-                    id: Uuid::new_v4(),
-                    event_type: Text::from_static(links::LINK_EVENT_TYPE),
-                    content_type: Text::from_static(crate::wire::CONTENT_TYPE_BINARY),
-                    custom_metadata: Bytes::from(metadata),
-                    data: Bytes::from(links::link_data(source.revision, &source.stream)),
-                };
-                // A refusal (someone tombstoned a link stream) leaves that link out.
-                let _ = self.append(stream, ExpectedRevision::Any, vec![link])?;
-            }
+            let written = self.link_heads.write(self.tx, source)?;
+            self.committed.links.extend(written);
         }
-        // The links just written need none: when nothing unlinked lies between the sources and
-        // them, everything up to the last link is done.
-        let now_linked = if last + 1 == links_from {
-            *self.next_position - 1
-        } else {
-            last
-        };
-        links::store_linked(self.tx, now_linked)?;
-        Ok(now_linked)
+        links::store_linked(self.tx, last)?;
+        Ok(last)
     }
 
     /// Records the stream's retention and tombstone beside the log and in the writer's memory.

@@ -22,11 +22,6 @@ pub async fn spawn_store_with(limits: Limits) -> TestStore {
     spawn_store_set(|settings| settings.limits = limits).await
 }
 
-/// A store without the system streams, so `$all` holds only what a test wrote.
-pub async fn spawn_store_without_links() -> TestStore {
-    spawn_store_set(|settings| settings.system_streams = false).await
-}
-
 pub async fn spawn_store_set(set: impl FnOnce(&mut Settings)) -> TestStore {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::ephemeral(dir.path());

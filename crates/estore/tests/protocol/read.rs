@@ -119,7 +119,7 @@ fn chrono_now_seconds() -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn all_reads_go_both_ways_from_start_end_or_a_position() {
-    let store = spawn_store_without_links().await;
+    let store = spawn_store().await;
     let stream = stream_with(&store, "order", 0..10).await;
     let all = |options: ReadAllOptions| {
         let client = store.client.clone();
@@ -238,7 +238,7 @@ async fn a_read_of_zero_events_returns_none() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reading_all_from_a_position_that_is_no_event_s_is_refused() {
     use eventstore::{Position, ReadAllOptions, StreamPosition, SubscribeToAllOptions};
-    let store = spawn_store_without_links().await;
+    let store = spawn_store().await;
     let client = &store.client;
     stream_with(&store, "order", 0..3).await;
     let at = |commit, prepare| StreamPosition::Position(Position { commit, prepare });

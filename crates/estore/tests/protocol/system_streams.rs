@@ -207,3 +207,56 @@ async fn links_go_on_after_a_restart_and_a_log_without_them_is_linked_from_its_s
     assert_eq!(links[4], at(&stream, 0));
     server.stop().await;
 }
+
+/// The system streams are the store's own: clients cannot append to or delete them, and their
+/// links are not in `$all` (only the events they point at are).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_system_streams_are_the_store_s_own() {
+    let store = spawn_store().await;
+    let client = &store.client;
+    let category = format!("own{}", uuid::Uuid::new_v4().simple());
+    let stream = format!("{category}-1");
+    append(
+        client,
+        &stream,
+        ExpectedRevision::NoStream,
+        vec![event("Placed", 0)],
+    )
+    .await
+    .unwrap();
+    let link_stream = format!("$ce-{category}");
+    let written = append(
+        client,
+        &link_stream,
+        ExpectedRevision::Any,
+        vec![event("Forged", 1)],
+    )
+    .await;
+    assert!(
+        matches!(
+            written,
+            Err(eventstore::Error::Grpc {
+                code: tonic::Code::InvalidArgument,
+                ..
+            })
+        ),
+        "{written:?}"
+    );
+    let deleted = client
+        .delete_stream(link_stream.as_str(), &Default::default())
+        .await;
+    assert!(deleted.is_err(), "{deleted:?}");
+    assert_eq!(resolved(client, &link_stream).await, [at(&stream, 0)]);
+
+    let mut all = client
+        .read_all(&eventstore::ReadAllOptions::default().max_count(100_000))
+        .await
+        .unwrap();
+    while let Some(event) = all.next().await.unwrap() {
+        assert_ne!(
+            event.get_original_event().event_type,
+            "$>",
+            "no link in $all"
+        );
+    }
+}
