@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use eventstore::{
     AppendToStreamOptions, BatchAppendClient, BatchAppendOptions, Client, EventData,
-    ExpectedRevision, ReadAllOptions, StreamPosition,
+    ExpectedRevision, ReadAllOptions, ReadStreamOptions, StreamPosition,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -390,8 +390,120 @@ async fn phase_store() -> (tempfile::TempDir, estore::RunningStore, Client) {
     (dir, server, client)
 }
 
+/// Where one writer's append time goes, layer by layer (`BENCH_ONLY=latency`): SQLite alone
+/// (one insert and commit, the store's pragmas), the log without the protocol
+/// (`Store::append`: queue, writer thread, commit, answer), a gRPC round trip that touches no
+/// log write (reading a missing stream), and the whole append through the official client.
+async fn latency_breakdown(dir: &Path) {
+    const APPENDS: usize = 2_000;
+    std::fs::create_dir_all(dir).expect("latency dir");
+    let body = serde_json::to_vec(&event_body(0)).expect("json");
+    let conn = rusqlite::Connection::open(dir.join("alone.sqlite")).expect("sqlite");
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+         CREATE TABLE t (p INTEGER PRIMARY KEY, s TEXT, r INTEGER, d BLOB);
+         CREATE UNIQUE INDEX ts ON t (s, r);",
+    )
+    .expect("schema");
+    let mut sqlite = Latencies(Vec::with_capacity(APPENDS));
+    for n in 0..APPENDS {
+        let started = Instant::now();
+        let tx = conn.unchecked_transaction().expect("tx");
+        tx.execute(
+            "INSERT INTO t (s, r, d) VALUES (?1, ?2, ?3)",
+            rusqlite::params!["payment-alone", n as i64, body],
+        )
+        .expect("insert");
+        tx.commit().expect("commit");
+        sqlite.0.push(started.elapsed());
+    }
+    let store = estore::storage::Store::open(&dir.join("direct"), &estore::Limits::default(), true)
+        .expect("store");
+    let mut direct = Latencies(Vec::with_capacity(APPENDS));
+    for _ in 0..APPENDS {
+        let event = estore::storage::NewEvent {
+            id: uuid::Uuid::new_v4(),
+            event_type: estore::storage::Text::from_static("PayPlaced"),
+            content_type: estore::storage::Text::from_static("application/json"),
+            custom_metadata: bytes::Bytes::new(),
+            data: bytes::Bytes::from(body.clone()),
+        };
+        let started = Instant::now();
+        store
+            .append(
+                "payment-direct".into(),
+                estore::storage::ExpectedRevision::Any,
+                vec![event],
+            )
+            .await
+            .expect("append");
+        direct.0.push(started.elapsed());
+    }
+    let mut loopback = Latencies(Vec::with_capacity(APPENDS));
+    let mut socket = TcpStream::connect(hello_server().await)
+        .await
+        .expect("connect");
+    socket.set_nodelay(true).expect("nodelay");
+    let mut answer = vec![0u8; 4096];
+    for _ in 0..APPENDS {
+        let started = Instant::now();
+        socket
+            .write_all(b"POST /hello HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 2\r\n\r\n{}")
+            .await
+            .expect("send");
+        let mut filled = 0;
+        while !answer[..filled].ends_with(b"{\"ok\":true}") {
+            filled += socket.read(&mut answer[filled..]).await.expect("receive");
+        }
+        loopback.0.push(started.elapsed());
+    }
+    let (_dir, _server, client) = phase_store().await;
+    let mut rpc = Latencies(Vec::with_capacity(APPENDS));
+    for _ in 0..APPENDS {
+        let started = Instant::now();
+        let mut reader = client
+            .read_stream("missing", &ReadStreamOptions::default())
+            .await
+            .expect("read");
+        let _ = reader.next().await;
+        rpc.0.push(started.elapsed());
+    }
+    let mut whole = Latencies(Vec::with_capacity(APPENDS));
+    for n in 0..APPENDS {
+        whole.0.push(append_one(&client, "payment-whole", n).await);
+    }
+    for (name, figures) in [
+        (
+            "SQLite alone: insert + commit (WAL, synchronous=FULL)",
+            &mut sqlite,
+        ),
+        ("the log without the protocol: Store::append", &mut direct),
+        (
+            "loopback HTTP/1.1 round trip, one connection, same process",
+            &mut loopback,
+        ),
+        ("gRPC round trip, no write: read a missing stream", &mut rpc),
+        ("the whole append through the Rust client", &mut whole),
+    ] {
+        println!(
+            "| latency: {name} | {:.3} / {:.3} ms | p50 / p99 |",
+            ms(figures.percentile(0.5)),
+            ms(figures.percentile(0.99))
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if only("latency") {
+        let dir = tempfile::tempdir().expect("dir");
+        println!(
+            "| raw fsync, 1 event per fsync | {:.3} ms | |",
+            1000.0 / raw_fsync_rate(dir.path(), 1, 296)
+        );
+        latency_breakdown(dir.path()).await;
+        return;
+    }
     if only("replay") {
         let (_dir, _server, client) = phase_store().await;
         fill_for_replay(&client).await;
@@ -531,4 +643,5 @@ async fn main() {
     for (name, client_us, server_us, rate) in split {
         println!("| CPU per append, {MANY_WRITERS} writers over {name}, store in its own process ({rate:.0} appends/s) | client {client_us:.1} µs, server {server_us:.1} µs | ceiling ≈ {:.0}/s on {cores} cores |", cores as f64 * 1e6 / (client_us + server_us));
     }
+    latency_breakdown(&root.join("latency")).await;
 }
