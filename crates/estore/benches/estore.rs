@@ -457,7 +457,58 @@ async fn latency_breakdown(dir: &Path) {
         }
         loopback.0.push(started.elapsed());
     }
-    let (_dir, _server, client) = phase_store().await;
+    let (_dir, server, client) = phase_store().await;
+    let mut raw = Latencies(Vec::with_capacity(APPENDS));
+    let mut unary = Latencies(Vec::with_capacity(APPENDS));
+    {
+        use estore::proto::event_store::client::streams::read_req::options as o;
+        use estore::proto::event_store::client::streams::{
+            read_req, streams_client::StreamsClient, ReadReq,
+        };
+        use estore::proto::event_store::client::{Empty, StreamIdentifier};
+        let mut tonic_client = StreamsClient::connect(format!("http://{}", server.local_addr()))
+            .await
+            .expect("raw connect");
+        let request = ReadReq {
+            options: Some(read_req::Options {
+                stream_option: Some(o::StreamOption::Stream(o::StreamOptions {
+                    stream_identifier: Some(StreamIdentifier {
+                        stream_name: bytes::Bytes::from_static(b"missing"),
+                    }),
+                    revision_option: Some(o::stream_options::RevisionOption::Start(Empty {})),
+                })),
+                read_direction: 0,
+                resolve_links: false,
+                count_option: Some(o::CountOption::Count(10)),
+                filter_option: Some(o::FilterOption::NoFilter(Empty {})),
+                uuid_option: None,
+                control_option: None,
+            }),
+        };
+        let mut features = estore::proto::event_store::client::server_features::server_features_client::ServerFeaturesClient::connect(
+            format!("http://{}", server.local_addr()),
+        )
+        .await
+        .expect("raw connect");
+        for _ in 0..APPENDS {
+            let started = Instant::now();
+            features
+                .get_supported_methods(Empty {})
+                .await
+                .expect("features");
+            unary.0.push(started.elapsed());
+        }
+        for _ in 0..APPENDS {
+            let started = Instant::now();
+            let mut answers = tonic_client
+                .read(request.clone())
+                .await
+                .expect("read")
+                .into_inner();
+            while answers.message().await.expect("message").is_some() {}
+            raw.0.push(started.elapsed());
+        }
+    }
     let mut rpc = Latencies(Vec::with_capacity(APPENDS));
     for _ in 0..APPENDS {
         let started = Instant::now();
@@ -481,6 +532,14 @@ async fn latency_breakdown(dir: &Path) {
         (
             "loopback HTTP/1.1 round trip, one connection, same process",
             &mut loopback,
+        ),
+        (
+            "gRPC unary call that touches nothing (ServerFeatures), plain tonic client",
+            &mut unary,
+        ),
+        (
+            "gRPC round trip, no write: read a missing stream, plain tonic client",
+            &mut raw,
         ),
         ("gRPC round trip, no write: read a missing stream", &mut rpc),
         ("the whole append through the Rust client", &mut whole),
