@@ -187,12 +187,14 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
-/// How well group commit groups (requests written per commit, one fsync each), and the
-/// hidden events reclaimed.
+/// How well group commit groups (requests written per commit, one fsync each), the time the
+/// writer spent writing and committing, and the hidden events reclaimed.
 #[derive(Debug, Default)]
 pub struct CommitCounters {
     pub commits: AtomicU64,
     pub requests: AtomicU64,
+    /// Nanoseconds in the writer's transactions (applying a group and its commit's fsync).
+    pub writing_ns: AtomicU64,
     pub reclaimed: AtomicU64,
 }
 

@@ -238,7 +238,12 @@ impl Writer {
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         let (replies, works): (Vec<ReplyTo>, Vec<Work>) = group.into_iter().map(split).unzip();
         let mut committed = Committed::default();
-        match self.write(works, &mut committed) {
+        let started = std::time::Instant::now();
+        let written = self.write(works, &mut committed);
+        self.commits
+            .writing_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match written {
             Ok(answers) => {
                 if let Some(last) = committed.events.last() {
                     self.last_position.store(last.position, Ordering::Release);
