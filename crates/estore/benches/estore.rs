@@ -596,6 +596,15 @@ async fn main() {
     }
     if only("single") {
         let (_dir, _server, client) = phase_store().await;
+        // `BENCH_WARM_APPENDS=N` appends N events first (past the WAL's first checkpoint at
+        // ~10,000 pages, the WAL is overwritten in place instead of growing).
+        let warm: usize = std::env::var("BENCH_WARM_APPENDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        for n in 0..warm {
+            append_one(&client, "payment-bench-warm", n).await;
+        }
         let mut single = Latencies(Vec::new());
         for n in 0..SINGLE_WRITER_APPENDS {
             single
