@@ -37,6 +37,7 @@ COPY --chown=root:root ${BINARY} /usr/local/bin/minimall
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
 COPY crates crates
 COPY projections projections
 RUN cargo build --release --locked -p minimall

@@ -482,6 +482,7 @@ async fn latency_breakdown(dir: &Path) {
     let (_dir, server, client) = phase_store().await;
     let mut raw = Latencies(Vec::with_capacity(APPENDS));
     let mut unary = Latencies(Vec::with_capacity(APPENDS));
+    let unary_cpu_us;
     {
         use estore::proto::event_store::client::streams::read_req::options as o;
         use estore::proto::event_store::client::streams::{
@@ -512,6 +513,7 @@ async fn latency_breakdown(dir: &Path) {
         )
         .await
         .expect("raw connect");
+        let cpu_before = own_cpu_seconds();
         for _ in 0..APPENDS {
             let started = Instant::now();
             features
@@ -520,6 +522,7 @@ async fn latency_breakdown(dir: &Path) {
                 .expect("features");
             unary.0.push(started.elapsed());
         }
+        unary_cpu_us = (own_cpu_seconds() - cpu_before) * 1e6 / APPENDS as f64;
         for _ in 0..APPENDS {
             let started = Instant::now();
             let mut answers = tonic_client
@@ -572,6 +575,7 @@ async fn latency_breakdown(dir: &Path) {
             ms(figures.percentile(0.99))
         );
     }
+    println!("| latency: CPU of one ServerFeatures call, client and server (this process) | {unary_cpu_us:.1} µs | mean |");
     println!("| latency: of Store::append, the writer's own transaction (apply + commit) | {writing_ms:.3} ms | mean; the rest is the hand-off |");
 }
 

@@ -41,6 +41,9 @@ const PAGE_BYTES: u64 = 4096;
 const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 /// Size the WAL file is truncated to after a checkpoint, in bytes.
 const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
+/// The WAL is written out to this size before the log opens, in bytes: a little more than
+/// `WAL_CHECKPOINT_PAGES` frames (4 KiB + a 24-byte header each).
+const WAL_AHEAD_BYTES: u64 = 42 * 1024 * 1024;
 /// The writer's page cache, in KiB: keeps the hot index pages in memory.
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// Idle read connections kept open.
@@ -232,6 +235,38 @@ ALTER TABLE streams ADD COLUMN max_age_s INTEGER;
 pub(super) const EVENT_COLUMNS: &str =
     "position, stream, revision, event_id, event_type, content_type, created, custom_metadata, data";
 
+/// Extends the log's WAL file (SQLite has opened it in WAL mode, not written to it yet) with
+/// zeros up to `WAL_AHEAD_BYTES`, and syncs it, so that a
+/// commit overwrites blocks already on disk: its fsync then persists the frames alone, not a
+/// longer file as well (which costs a journal commit, about a second fsync, on every append
+/// while the WAL grows). SQLite reads frames only up to the first whose salt and checksum do
+/// not match its header, so zeros past the last frame are never taken for frames; the bytes
+/// already in the file are not touched.
+fn write_wal_out_ahead(log: &Path) -> Result<(), StoreError> {
+    use std::io::{Seek, SeekFrom, Write};
+    let wal = log.with_extension("sqlite-wal");
+    let failed =
+        |e: std::io::Error| StoreError::Storage(format!("cannot write out {}: {e}", wal.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&wal)
+        .map_err(failed)?;
+    let size = file.seek(SeekFrom::End(0)).map_err(failed)?;
+    if size >= WAL_AHEAD_BYTES {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut left = WAL_AHEAD_BYTES - size;
+    while left > 0 {
+        let chunk = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..chunk]).map_err(failed)?;
+        left -= chunk as u64;
+    }
+    file.sync_all().map_err(failed)
+}
+
 impl Store {
     /// Opens (or creates) the log under `data_dir` and starts its writer thread; with
     /// `system_streams` the writer keeps `$ce-`, `$et-` and `$streams` (see [`links`]).
@@ -251,6 +286,7 @@ impl Store {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES};
              PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_KEPT_BYTES};"
         ))?;
+        write_wal_out_ahead(&path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(links::SCHEMA)?;
         let linked = links::linked(&conn)?;
