@@ -236,35 +236,45 @@ pub(super) const EVENT_COLUMNS: &str =
     "position, stream, revision, event_id, event_type, content_type, created, custom_metadata, data";
 
 /// Extends the log's WAL file (SQLite has opened it in WAL mode, not written to it yet) with
-/// zeros up to `WAL_AHEAD_BYTES`, and syncs it, so that a
-/// commit overwrites blocks already on disk: its fsync then persists the frames alone, not a
-/// longer file as well (which costs a journal commit, about a second fsync, on every append
-/// while the WAL grows). SQLite reads frames only up to the first whose salt and checksum do
-/// not match its header, so zeros past the last frame are never taken for frames; the bytes
-/// already in the file are not touched.
-fn write_wal_out_ahead(log: &Path) -> Result<(), StoreError> {
-    use std::io::{Seek, SeekFrom, Write};
+/// zeros up to `WAL_AHEAD_BYTES`, and syncs it, so that a commit overwrites blocks already on
+/// disk: its sync then persists the frames alone, not a longer file as well (a journal commit,
+/// about a second fsync, on every append while the WAL grows). SQLite reads frames only up to
+/// the first whose salt and checksum do not match its header, so zeros past the last frame are
+/// never taken for frames; the bytes already in the file are not touched. Only a speed-up: where
+/// it cannot be done (a nearly full disk) the file is cut back to its old size and the log
+/// opens as before.
+fn write_wal_out_ahead(log: &Path) {
     let wal = log.with_extension("sqlite-wal");
-    let failed =
-        |e: std::io::Error| StoreError::Storage(format!("cannot write out {}: {e}", wal.display()));
-    let mut file = std::fs::OpenOptions::new()
+    let written = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(false)
         .open(&wal)
-        .map_err(failed)?;
-    let size = file.seek(SeekFrom::End(0)).map_err(failed)?;
+        .and_then(|mut file| {
+            let size = file.metadata()?.len();
+            extend_with_zeros(&mut file, size).inspect_err(|_| {
+                let _ = file.set_len(size);
+            })
+        });
+    if let Err(e) = written {
+        tracing::warn!(wal = %wal.display(), "cannot write the WAL out ahead, commits will extend it: {e}");
+    }
+}
+
+fn extend_with_zeros(file: &mut std::fs::File, size: u64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
     if size >= WAL_AHEAD_BYTES {
         return Ok(());
     }
+    file.seek(SeekFrom::Start(size))?;
     let zeros = vec![0u8; 1024 * 1024];
     let mut left = WAL_AHEAD_BYTES - size;
     while left > 0 {
         let chunk = left.min(zeros.len() as u64) as usize;
-        file.write_all(&zeros[..chunk]).map_err(failed)?;
+        file.write_all(&zeros[..chunk])?;
         left -= chunk as u64;
     }
-    file.sync_all().map_err(failed)
+    file.sync_all()
 }
 
 impl Store {
@@ -286,7 +296,7 @@ impl Store {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES};
              PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_KEPT_BYTES};"
         ))?;
-        write_wal_out_ahead(&path)?;
+        write_wal_out_ahead(&path);
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(links::SCHEMA)?;
         let linked = links::linked(&conn)?;

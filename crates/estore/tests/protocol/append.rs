@@ -257,6 +257,10 @@ async fn concurrent_appends_to_many_streams_all_land_in_one_total_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn history_survives_a_restart_on_the_same_directory() {
     let mut store = spawn_store().await;
+    // The WAL was written out ahead when the log opened: the events below go over its zeros,
+    // and the restart must read them and stop at the zeros after them.
+    let wal = std::fs::metadata(store.dir.path().join("events.sqlite-wal")).expect("wal");
+    assert!(wal.len() >= 42 * 1024 * 1024, "WAL of {} bytes", wal.len());
     let stream = unique_stream("delivery");
     append(
         &store.client,
