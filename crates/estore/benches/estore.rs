@@ -3,7 +3,8 @@
 //!
 //! In one run, on this machine, it measures
 //! - the machine's own limits: fsync'd appends to a plain file one at a time and in groups of the
-//!   sizes the store's group commit sees, and a loopback hello-world HTTP POST rate (CPU side);
+//!   sizes the store's group commit sees, a loopback hello-world HTTP POST rate (CPU side), and
+//!   the protocol's floor: the official client against a server that keeps nothing;
 //! - the store through the official Rust client: append rate and p50/p99 latency with 1 and 64
 //!   concurrent writers (~300-byte JSON events), and the $all replay rate;
 //!
@@ -23,6 +24,9 @@ use eventstore::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "support/floor.rs"]
+mod floor;
 
 /// The allocator the `minimall` binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -263,11 +267,16 @@ async fn fill_for_replay(client: &Client) {
 }
 
 async fn replay_rate(client: &Client) -> (usize, f64) {
+    replay_rate_of(client, usize::MAX).await
+}
+
+/// `$all` from the start, at most `count` events.
+async fn replay_rate_of(client: &Client, count: usize) -> (usize, f64) {
     let started = Instant::now();
-    let mut reader = client
-        .read_all(&ReadAllOptions::default().position(StreamPosition::Start))
-        .await
-        .expect("read all");
+    let options = ReadAllOptions::default()
+        .position(StreamPosition::Start)
+        .max_count(count);
+    let mut reader = client.read_all(&options).await.expect("read all");
     let mut count = 0usize;
     while let Some(event) = reader.next().await.expect("next") {
         std::hint::black_box(&event);
@@ -277,6 +286,34 @@ async fn replay_rate(client: &Client) -> (usize, f64) {
         }
     }
     (count, count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// What the official client reaches against the protocol's floor (a server that keeps
+/// nothing): one writer's append latency and the `$all` replay rate.
+struct Floor {
+    append_p50: Duration,
+    append_p99: Duration,
+    replay: f64,
+}
+
+async fn floor_figures() -> Floor {
+    let body = serde_json::to_vec(&event_body(0)).expect("json");
+    let addr = floor::start(body).await;
+    let client =
+        Client::new(estore::connection_string(addr).parse().expect("url")).expect("client");
+    append_one(&client, "warm-up", 0).await;
+    let mut appends = Latencies(Vec::with_capacity(SINGLE_WRITER_APPENDS));
+    for n in 0..SINGLE_WRITER_APPENDS {
+        appends
+            .0
+            .push(append_one(&client, "payment-floor", n).await);
+    }
+    let (_, replay) = replay_rate_of(&client, REPLAY_EVENTS).await;
+    Floor {
+        append_p50: appends.percentile(0.5),
+        append_p99: appends.percentile(0.99),
+        replay,
+    }
 }
 
 /// The log's own read rate, without the protocol: pages straight from storage.
@@ -590,6 +627,16 @@ async fn main() {
         latency_breakdown(dir.path()).await;
         return;
     }
+    if only("floor") {
+        let floor = floor_figures().await;
+        println!(
+            "floor: append p50 {:.3} ms, p99 {:.3} ms; replay {:.0} events/s",
+            ms(floor.append_p50),
+            ms(floor.append_p99),
+            floor.replay
+        );
+        return;
+    }
     if only("replay") {
         let (_dir, _server, client) = phase_store().await;
         fill_for_replay(&client).await;
@@ -654,6 +701,7 @@ async fn main() {
     let raw_one = raw_fsync_rate(root, 1, event_bytes);
     let raw_group = raw_fsync_rate(root, MANY_WRITERS, event_bytes);
     let http = http_post_rate(hello_server().await).await;
+    let floor = floor_figures().await;
 
     eprintln!("measuring the store…");
     let data_dir = root.join("store");
@@ -711,6 +759,12 @@ async fn main() {
     println!("| machine: fsync'd appends to a plain file, {MANY_WRITERS} events per fsync | {raw_group:.0} events/s | limit |");
     println!("| machine: loopback hello-world HTTP/1.1 POST, {HTTP_CONNECTIONS} keep-alive connections, load generator in-process ({cores} cores) | {http:.0} req/s | limit |");
     println!(
+        "| machine: the protocol's floor, one writer's append through the Rust client to a server that writes nothing, p50 / p99 | {:.3} / {:.3} ms | limit |",
+        ms(floor.append_p50),
+        ms(floor.append_p99)
+    );
+    println!("| machine: the protocol's floor, $all replay through the Rust client from a server that keeps nothing (the same event from memory) | {:.0} events/s | limit |", floor.replay);
+    println!(
         "| store: first append on a new client (connect + ServerFeatures + append) | {:.2} ms | |",
         ms(first_append)
     );
@@ -719,9 +773,11 @@ async fn main() {
         100.0 * single_rate / raw_one
     );
     println!(
-        "| store: 1 writer, append latency p50 / p99 | {:.3} / {:.3} ms | target p50 ≤ 1 ms |",
+        "| store: 1 writer, append latency p50 / p99 | {:.3} / {:.3} ms | p50 {:.1} raw fsyncs, floor + {:.3} ms |",
         ms(single_p50),
-        ms(single_p99)
+        ms(single_p99),
+        single_p50.as_secs_f64() * raw_one,
+        ms(single_p50.saturating_sub(floor.append_p50))
     );
     println!("| store: {MANY_WRITERS} writers, appends/s | {:.0} /s | {:.0}% of the lower limit ({limit_many:.0}/s); target ≥ 50% |", many.rate, 100.0 * many.rate / limit_many);
     println!(
@@ -731,7 +787,7 @@ async fn main() {
     );
     println!("| store: {MANY_WRITERS} writers on one BatchAppend call, appends/s | {:.0} /s | {:.0}% of the lower limit; target ≥ 50% |", many_batched.rate, 100.0 * many_batched.rate / limit_many);
     println!("| store: {MANY_WRITERS} writers on one BatchAppend call, latency p50 / p99 | {:.3} / {:.3} ms | |", ms(many_batched.p50), ms(many_batched.p99));
-    println!("| store: $all replay through the Rust client ({replayed} events) | {replay:.0} events/s | target ≥ 1M/s |");
+    println!("| store: $all replay through the Rust client ({replayed} events) | {replay:.0} events/s | {:.0}% of the floor; target ≥ 1M/s |", 100.0 * replay / floor.replay);
     println!(
         "| store: $all scan inside the server (storage only, no protocol) | {scan:.0} events/s | |"
     );

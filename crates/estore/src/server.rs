@@ -225,12 +225,12 @@ pub async fn start_on(
 
 /// A TCP stream with NODELAY set and QUICKACK re-armed after every read (Linux drops quick-ACK
 /// mode on its own, so setting it once is not enough).
-struct LowLatency {
+pub struct LowLatency {
     inner: TcpStream,
 }
 
 impl LowLatency {
-    fn new(inner: TcpStream) -> LowLatency {
+    pub fn new(inner: TcpStream) -> LowLatency {
         let _ = inner.set_nodelay(true);
         let socket = LowLatency { inner };
         socket.quick_ack();
