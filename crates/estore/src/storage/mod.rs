@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 pub mod links;
 pub mod metadata;
 mod reclaim;
+mod wal_ahead;
 mod writer;
 
 use bytes::Bytes;
@@ -41,9 +42,6 @@ const PAGE_BYTES: u64 = 4096;
 const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 /// Size the WAL file is truncated to after a checkpoint, in bytes.
 const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
-/// The WAL is written out to this size before the log opens, in bytes: a little more than
-/// `WAL_CHECKPOINT_PAGES` frames (4 KiB + a 24-byte header each).
-const WAL_AHEAD_BYTES: u64 = 42 * 1024 * 1024;
 /// The writer's page cache, in KiB: keeps the hot index pages in memory.
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// Idle read connections kept open.
@@ -235,48 +233,6 @@ ALTER TABLE streams ADD COLUMN max_age_s INTEGER;
 pub(super) const EVENT_COLUMNS: &str =
     "position, stream, revision, event_id, event_type, content_type, created, custom_metadata, data";
 
-/// Extends the log's WAL file (SQLite has opened it in WAL mode, not written to it yet) with
-/// zeros up to `WAL_AHEAD_BYTES`, and syncs it, so that a commit overwrites blocks already on
-/// disk: its sync then persists the frames alone, not a longer file as well (a journal commit,
-/// about a second fsync, on every append while the WAL grows). SQLite reads frames only up to
-/// the first whose salt and checksum do not match its header, so zeros past the last frame are
-/// never taken for frames; the bytes already in the file are not touched. Only a speed-up: where
-/// it cannot be done (a nearly full disk) the file is cut back to its old size and the log
-/// opens as before.
-fn write_wal_out_ahead(log: &Path) {
-    let wal = log.with_extension("sqlite-wal");
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&wal)
-        .and_then(|mut file| {
-            let size = file.metadata()?.len();
-            extend_with_zeros(&mut file, size).inspect_err(|_| {
-                let _ = file.set_len(size);
-            })
-        });
-    if let Err(e) = written {
-        tracing::warn!(wal = %wal.display(), "cannot write the WAL out ahead, commits will extend it: {e}");
-    }
-}
-
-fn extend_with_zeros(file: &mut std::fs::File, size: u64) -> std::io::Result<()> {
-    use std::io::{Seek, SeekFrom, Write};
-    if size >= WAL_AHEAD_BYTES {
-        return Ok(());
-    }
-    file.seek(SeekFrom::Start(size))?;
-    let zeros = vec![0u8; 1024 * 1024];
-    let mut left = WAL_AHEAD_BYTES - size;
-    while left > 0 {
-        let chunk = left.min(zeros.len() as u64) as usize;
-        file.write_all(&zeros[..chunk])?;
-        left -= chunk as u64;
-    }
-    file.sync_all()
-}
-
 impl Store {
     /// Opens (or creates) the log under `data_dir` and starts its writer thread; with
     /// `system_streams` the writer keeps `$ce-`, `$et-` and `$streams` (see [`links`]).
@@ -296,7 +252,7 @@ impl Store {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES};
              PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_KEPT_BYTES};"
         ))?;
-        write_wal_out_ahead(&path);
+        let wal_ahead = wal_ahead::WalAhead::open(&path);
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(links::SCHEMA)?;
         let linked = links::linked(&conn)?;
@@ -335,6 +291,7 @@ impl Store {
             commits: Arc::clone(&commits),
             next_position: last_position.load(Ordering::Acquire) + 1,
             heads: Heads::new(),
+            wal_ahead,
         };
         std::thread::Builder::new()
             .name("estore-writer".into())

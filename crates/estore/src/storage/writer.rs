@@ -153,6 +153,7 @@ pub(super) struct Writer {
     pub commits: Arc<CommitCounters>,
     pub next_position: u64,
     pub heads: Heads,
+    pub wal_ahead: super::wal_ahead::WalAhead,
 }
 
 impl Writer {
@@ -252,6 +253,8 @@ impl Writer {
                     reply.send(answer);
                 }
                 self.publish(committed);
+                // After the answers: a step written out delays the next group, not this one.
+                self.wal_ahead.keep_ahead();
             }
             Err(error) => {
                 let error = StoreError::from(error);

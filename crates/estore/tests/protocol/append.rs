@@ -1,6 +1,6 @@
 use std::collections::HashSet;
 
-use eventstore::{Error, ExpectedRevision};
+use eventstore::{Error, EventData, ExpectedRevision};
 
 use crate::helpers::*;
 
@@ -257,10 +257,13 @@ async fn concurrent_appends_to_many_streams_all_land_in_one_total_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn history_survives_a_restart_on_the_same_directory() {
     let mut store = spawn_store().await;
-    // The WAL was written out ahead when the log opened: the events below go over its zeros,
-    // and the restart must read them and stop at the zeros after them.
-    let wal = std::fs::metadata(store.dir.path().join("events.sqlite-wal")).expect("wal");
-    assert!(wal.len() >= 42 * 1024 * 1024, "WAL of {} bytes", wal.len());
+    // The WAL was written out ahead when the log opened (one 4 MiB step): the events below go
+    // over its zeros, and the restart must read them and stop at the zeros after them.
+    assert!(
+        wal_bytes(&store) >= 4 * MIB,
+        "WAL of {} bytes",
+        wal_bytes(&store)
+    );
     let stream = unique_stream("delivery");
     append(
         &store.client,
@@ -289,6 +292,69 @@ async fn history_survives_a_restart_on_the_same_directory() {
     .await
     .expect("append after restart");
     assert_eq!(next.next_expected_version, 5);
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn wal_bytes(store: &TestStore) -> u64 {
+    std::fs::metadata(store.dir.path().join("events.sqlite-wal"))
+        .expect("the log's WAL")
+        .len()
+}
+
+/// An event of about 100 KB, numbered `n`.
+fn large_event(n: u64) -> EventData {
+    let body = serde_json::json!({ "n": n, "padding": "x".repeat(100_000) });
+    EventData::json("ParcelScanned", &body).expect("json")
+}
+
+/// Once SQLite has written past the 4 MiB written out when the log opened, the next 4 MiB are
+/// written out after that commit; every event written over the zeros is read back after a
+/// restart, and the log goes on from there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wal_is_written_out_a_step_ahead_as_it_grows() {
+    let mut store = spawn_store().await;
+    let opened = wal_bytes(&store);
+    assert!(
+        (4 * MIB..5 * MIB).contains(&opened),
+        "WAL of {opened} bytes"
+    );
+    let stream = unique_stream("delivery");
+    for n in 0..60 {
+        let expected = if n == 0 {
+            ExpectedRevision::NoStream
+        } else {
+            ExpectedRevision::Exact(n - 1)
+        };
+        append(&store.client, &stream, expected, vec![large_event(n)])
+            .await
+            .expect("append");
+    }
+    // About 6 MB of frames: one more step written out after the commit that passed 4 MiB.
+    let grown = wal_bytes(&store);
+    assert!(grown >= 8 * MIB, "WAL of {grown} bytes");
+    let server = store.server.take().expect("server");
+    server.stop().await;
+
+    let restarted = estore::start(estore::Settings::ephemeral(store.dir.path()))
+        .await
+        .expect("restart");
+    let client = client_for(&restarted);
+    let events = read_all_of(&client, &stream)
+        .await
+        .expect("read after restart");
+    assert_eq!(
+        events.iter().map(n_of).collect::<Vec<_>>(),
+        (0..60).collect::<Vec<_>>()
+    );
+    append(
+        &client,
+        &stream,
+        ExpectedRevision::Exact(59),
+        vec![large_event(60)],
+    )
+    .await
+    .expect("append after restart");
 }
 
 #[tokio::test(flavor = "multi_thread")]
