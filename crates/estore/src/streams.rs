@@ -92,7 +92,8 @@ macro_rules! expected_of {
     }};
 }
 
-fn append_success(outcome: AppendOutcome) -> AppendResp {
+/// The answer to an append that was written (or found written already).
+pub fn append_success(outcome: AppendOutcome) -> AppendResp {
     use append_resp::success::{CurrentRevisionOption, PositionOption};
     let current = match outcome.current_revision {
         Some(revision) => CurrentRevisionOption::CurrentRevision(revision),

@@ -10,13 +10,12 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use estore::proto::event_store::client::streams::read_resp::{self, read_event};
 use estore::proto::event_store::client::streams::streams_server::{Streams, StreamsServer};
 use estore::proto::event_store::client::streams::{
-    append_resp, AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp,
-    ReadReq, ReadResp,
+    AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp, ReadReq,
+    ReadResp,
 };
-use estore::proto::event_store::client::{self as shared, StreamIdentifier};
+use estore::storage::{AppendOutcome, RecordedEvent, Text};
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -38,8 +37,13 @@ impl Streams for Floor {
             Some(CountOption::Count(count)) => (count as usize).min(READ_EVENTS_MAX),
             _ => return Err(Status::unimplemented("the floor serves bounded reads only")),
         };
-        let data = self.data.clone();
-        let events = (0..count).map(move |n| Ok(event(n as u64, data.clone())));
+        let template = event(self.data.clone());
+        let events = (0..count as u64).map(move |position| {
+            let mut event = template.clone();
+            (event.position, event.revision) = (position, position);
+            // As the store sends them: string ids, the clients' default.
+            Ok(estore::wire::read_event(&event, true))
+        });
         Ok(Response::new(Box::pin(futures::stream::iter(events))))
     }
 
@@ -52,16 +56,12 @@ impl Streams for Floor {
         while messages.message().await?.is_some() {
             received += 1;
         }
-        use append_resp::success::{CurrentRevisionOption, PositionOption};
-        Ok(Response::new(AppendResp {
-            result: Some(append_resp::Result::Success(append_resp::Success {
-                current_revision_option: Some(CurrentRevisionOption::CurrentRevision(received)),
-                position_option: Some(PositionOption::Position(append_resp::Position {
-                    commit_position: received,
-                    prepare_position: received,
-                })),
-            })),
-        }))
+        Ok(Response::new(estore::streams::append_success(
+            AppendOutcome {
+                current_revision: Some(received),
+                position: Some(received),
+            },
+        )))
     }
 
     async fn delete(&self, _: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
@@ -80,38 +80,18 @@ impl Streams for Floor {
     }
 }
 
-/// One event as the store sends it (string id, the three metadata entries), at `position`.
-fn event(position: u64, data: Bytes) -> ReadResp {
-    let entry = |key: &'static str, value: &'static str| read_event::MetadataEntry {
-        key: Bytes::from_static(key.as_bytes()),
-        value: Bytes::from_static(value.as_bytes()),
-    };
-    let recorded = read_event::RecordedEvent {
-        id: Some(shared::Uuid {
-            value: Some(shared::uuid::Value::String(
-                "5f0c2a3e-8d8b-4c61-9f3e-0c7a1b2d3e4f".into(),
-            )),
-        }),
-        stream_identifier: Some(StreamIdentifier {
-            stream_name: Bytes::from_static(b"order-floor"),
-        }),
-        stream_revision: position,
-        prepare_position: position,
-        commit_position: position,
-        metadata: vec![
-            entry("type", "PayPlaced"),
-            entry("content-type", "application/json"),
-            entry("created", "639001234567890000"),
-        ],
+/// The one event every read is made of, as the log would hand it over.
+fn event(data: Bytes) -> RecordedEvent {
+    RecordedEvent {
+        position: 0,
+        stream: Text::from_static("order-floor"),
+        revision: 0,
+        id: uuid::Uuid::from_u128(0x5f0c2a3e_8d8b_4c61_9f3e_0c7a1b2d3e4f),
+        event_type: Text::from_static("PayPlaced"),
+        content_type: Text::from_static("application/json"),
+        created_ticks: 639_001_234_567_890_000,
         custom_metadata: Bytes::new(),
         data,
-    };
-    ReadResp {
-        content: Some(read_resp::Content::Event(read_resp::ReadEvent {
-            event: Some(recorded),
-            link: None,
-            position: Some(read_event::Position::CommitPosition(position)),
-        })),
     }
 }
 
