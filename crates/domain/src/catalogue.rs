@@ -44,6 +44,7 @@ impl Catalogue {
             ProductEvent::StockAdded(e) => self.set_stock(e.product_id, e.stock_after),
             ProductEvent::QtyDecreased(e) => self.set_stock(e.product_id, e.stock_after),
             ProductEvent::QtyIncreased(e) => self.set_stock(e.product_id, e.stock_after),
+            ProductEvent::StockCounted(e) => self.set_stock(e.product_id, e.stock),
         }
     }
 

@@ -1,5 +1,6 @@
 //! minimall's business rules, as pure functions of events: the Order, Payment, Product (catalogue
-//! and stock) and Delivery aggregates, each a decider —
+//! and stock), Reservation (an order's hold on a product's stock) and Delivery aggregates, each a
+//! decider —
 //! `decide(&State, Command) -> Result<Vec<Event>, Error>` and `evolve(State, &Event) -> State`.
 //!
 //! It owns: commands, events (fixed type names, never renamed), the rules that turn one
@@ -14,6 +15,7 @@ pub mod delivery;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod reservation;
 pub mod saga;
 pub mod status;
 pub mod values;
@@ -32,6 +34,18 @@ pub trait Decider {
     fn decide(state: &Self::State, command: Self::Command)
         -> Result<Vec<Self::Event>, Self::Error>;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+
+    /// Whether `event` holds the aggregate's whole state (a snapshot): loading reads the stream
+    /// back to the latest one, not to its start. Aggregates that keep none answer `false`.
+    fn is_snapshot(_event: &Self::Event) -> bool {
+        false
+    }
+
+    /// The snapshot of `state`, written beside the events every so often (the event store layer
+    /// says when); `None` for aggregates that keep none.
+    fn snapshot(_state: &Self::State) -> Option<Self::Event> {
+        None
+    }
 
     /// The state after `events`, from the beginning.
     fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self::State

@@ -3,13 +3,19 @@
 //! Invariant: stock never goes below zero and never sells more than it has; taking stock for an
 //! order happens at most once per order, and giving it back (compensation) at most once, and
 //! only what was taken.
+//!
+//! The product does not remember its orders: what an order holds comes in the command, from
+//! the order's reservation (`reservation`), so a stock call costs the same for a product with a
+//! million orders behind it as for a new one. Every so often the stream records the product as
+//! it stands (`StockCounted`), and loading reads back to that, not to the stream's start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::reservation::Held;
 use crate::status::OrderStatus;
 use crate::values::{Money, OrderId, ProductId, ProductName, Quantity, STOCK_MAX};
 use crate::{event_contract, Decider};
@@ -34,11 +40,15 @@ pub enum ProductCommand {
     DecreaseForOrder {
         order_id: OrderId,
         quantity: Quantity,
+        /// What the order holds of this product already, by its reservation.
+        held: Held,
         at: DateTime<Utc>,
     },
     /// Gives back what an order took (compensation when a later step failed).
     IncreaseForOrder {
         order_id: OrderId,
+        /// What the order holds of this product, by its reservation.
+        held: Held,
         at: DateTime<Utc>,
     },
 }
@@ -87,12 +97,26 @@ pub struct QtyIncreased {
     pub at: DateTime<Utc>,
 }
 
+/// The product as it stands (a snapshot): what loading starts from instead of the stream's
+/// start. It changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockCounted {
+    pub product_id: ProductId,
+    pub name: ProductName,
+    pub price: Money,
+    pub stock: u32,
+    /// The seller's latest stock changes, oldest first (at most `RECENT_CHANGES_MAX`).
+    pub recent_changes: Vec<Uuid>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProductEvent {
     ProductRegistered(ProductRegistered),
     StockAdded(StockAdded),
     QtyDecreased(QtyDecreased),
     QtyIncreased(QtyIncreased),
+    StockCounted(StockCounted),
 }
 
 event_contract!(ProductEvent {
@@ -100,7 +124,12 @@ event_contract!(ProductEvent {
     StockAdded = crate::contract::STOCK_ADDED,
     QtyDecreased = crate::contract::QTY_DECREASED,
     QtyIncreased = crate::contract::QTY_INCREASED,
+    StockCounted = crate::contract::STOCK_COUNTED,
 });
+
+/// The seller's stock changes a product remembers, so a retried change is added once: a change
+/// sent again after this many later ones is added again.
+pub const RECENT_CHANGES_MAX: usize = 100;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registered {
@@ -108,12 +137,8 @@ pub struct Registered {
     pub name: ProductName,
     pub price: Money,
     pub stock: u32,
-    /// What each order took.
-    pub taken: HashMap<OrderId, Quantity>,
-    /// Orders whose stock was given back.
-    pub given_back: HashSet<OrderId>,
-    /// The seller's stock changes already applied.
-    pub changes: HashSet<Uuid>,
+    /// The seller's latest stock changes, oldest first (at most `RECENT_CHANGES_MAX`).
+    pub recent_changes: VecDeque<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -201,7 +226,7 @@ impl Decider for Product {
                 change_id,
                 at,
             } => {
-                if change_id.is_some_and(|id| registered.changes.contains(&id)) {
+                if change_id.is_some_and(|id| registered.recent_changes.contains(&id)) {
                     return Ok(vec![]);
                 }
                 let stock_after = registered.stock + quantity.units();
@@ -219,13 +244,13 @@ impl Decider for Product {
             ProductCommand::DecreaseForOrder {
                 order_id,
                 quantity,
+                held,
                 at,
             } => {
-                if registered.taken.contains_key(&order_id) {
-                    return Ok(vec![]);
-                }
-                if registered.given_back.contains(&order_id) {
-                    return Err(ProductError::AlreadyGivenBack);
+                match held {
+                    Held::Taken(_) => return Ok(vec![]),
+                    Held::GivenBack => return Err(ProductError::AlreadyGivenBack),
+                    Held::Nothing => {}
                 }
                 let Some(stock_after) = registered.stock.checked_sub(quantity.units()) else {
                     return Err(ProductError::OutOfStock {
@@ -242,8 +267,8 @@ impl Decider for Product {
                     at,
                 })])
             }
-            ProductCommand::IncreaseForOrder { order_id, at } => {
-                let Some(quantity) = registered.taken.get(&order_id).copied() else {
+            ProductCommand::IncreaseForOrder { order_id, held, at } => {
+                let Held::Taken(quantity) = held else {
                     // Nothing was taken (or it was given back already): nothing to give back.
                     return Ok(vec![]);
                 };
@@ -267,30 +292,56 @@ impl Decider for Product {
                     name: e.name.clone(),
                     price: e.price,
                     stock: 0,
-                    taken: HashMap::new(),
-                    given_back: HashSet::new(),
-                    changes: HashSet::new(),
+                    recent_changes: VecDeque::new(),
+                });
+            }
+            (_, ProductEvent::StockCounted(e)) => {
+                return ProductState::Registered(Registered {
+                    product_id: e.product_id,
+                    name: e.name.clone(),
+                    price: e.price,
+                    stock: e.stock,
+                    recent_changes: e.recent_changes.iter().copied().collect(),
                 });
             }
             (ProductState::Registered(r), _) => r,
             (state, _) => return state,
         };
         match event {
-            ProductEvent::ProductRegistered(_) => {}
+            ProductEvent::ProductRegistered(_) | ProductEvent::StockCounted(_) => {}
             ProductEvent::StockAdded(e) => {
                 registered.stock += e.quantity.units();
-                registered.changes.extend(e.change_id);
+                if let Some(change) = e.change_id {
+                    if registered.recent_changes.len() == RECENT_CHANGES_MAX {
+                        registered.recent_changes.pop_front();
+                    }
+                    registered.recent_changes.push_back(change);
+                }
             }
             ProductEvent::QtyDecreased(e) => {
                 registered.stock = registered.stock.saturating_sub(e.quantity.units());
-                registered.taken.insert(e.order_id, e.quantity);
             }
             ProductEvent::QtyIncreased(e) => {
                 registered.stock += e.quantity.units();
-                registered.taken.remove(&e.order_id);
-                registered.given_back.insert(e.order_id);
             }
         }
         ProductState::Registered(registered)
+    }
+
+    fn is_snapshot(event: &ProductEvent) -> bool {
+        matches!(event, ProductEvent::StockCounted(_))
+    }
+
+    fn snapshot(state: &ProductState) -> Option<ProductEvent> {
+        let ProductState::Registered(r) = state else {
+            return None;
+        };
+        Some(ProductEvent::StockCounted(StockCounted {
+            product_id: r.product_id,
+            name: r.name.clone(),
+            price: r.price,
+            stock: r.stock,
+            recent_changes: r.recent_changes.iter().copied().collect(),
+        }))
     }
 }

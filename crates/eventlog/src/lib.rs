@@ -32,8 +32,12 @@ use uuid::Uuid;
 pub const CONFLICT_RETRIES_MAX: u32 = 32;
 /// Upper bound of the random pause before deciding again, in milliseconds.
 const CONFLICT_BACKOFF_MS_MAX: u64 = 5;
-/// Most events loaded for one aggregate: a stream longer than this is a design error here.
+/// Most events loaded for one aggregate: a stream longer than this since its latest snapshot
+/// is a design error here.
 pub const AGGREGATE_EVENTS_MAX: usize = 100_000;
+/// Events an aggregate that keeps snapshots appends between two of them: loading it reads at
+/// most this many events past the latest.
+pub const SNAPSHOT_EVERY_EVENTS: usize = 100;
 
 /// Who caused a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +160,8 @@ pub struct Loaded<S> {
     pub revision: Option<u64>,
     /// The log position of the stream's last event.
     pub position: Option<u64>,
+    /// Events after the latest snapshot; `None` when the stream holds none (read from its start).
+    pub since_snapshot: Option<usize>,
 }
 
 /// A stream as read: the aggregate's events, and the revision and position of its last event
@@ -164,6 +170,18 @@ struct StreamRead<E> {
     events: Vec<Recorded<E>>,
     revision: Option<u64>,
     position: Option<u64>,
+}
+
+impl<S: Default> Loaded<S> {
+    /// A stream that does not exist.
+    fn none() -> Loaded<S> {
+        Loaded {
+            state: S::default(),
+            revision: None,
+            position: None,
+            since_snapshot: None,
+        }
+    }
 }
 
 impl<E> Default for StreamRead<E> {
@@ -269,6 +287,19 @@ impl EventLog {
         &self.client
     }
 
+    /// A reader of `stream`; `None` if the stream does not exist.
+    async fn open(
+        &self,
+        stream: &str,
+        options: &ReadStreamOptions,
+    ) -> Result<Option<eventstore::ReadStream>, LogError> {
+        match self.client.read_stream(stream, options).await {
+            Ok(reader) => Ok(Some(reader)),
+            Err(eventstore::Error::ResourceNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads a whole stream as the aggregate's events, older versions upcast. A type the
     /// aggregate does not know is an error (`Unreadable`): skipping it would make history vanish
     /// (a renamed event type, a stream written by another part).
@@ -281,10 +312,8 @@ impl EventLog {
         let options = ReadStreamOptions::default()
             .position(StreamPosition::Start)
             .forwards();
-        let mut reader = match self.client.read_stream(stream, &options).await {
-            Ok(reader) => reader,
-            Err(eventstore::Error::ResourceNotFound) => return Ok(StreamRead::default()),
-            Err(e) => return Err(e.into()),
+        let Some(mut reader) = self.open(stream, &options).await? else {
+            return Ok(StreamRead::default());
         };
         let mut read = StreamRead::default();
         loop {
@@ -301,16 +330,7 @@ impl EventLog {
             let recorded = resolved.get_original_event();
             read.revision = Some(recorded.revision);
             read.position = Some(recorded.position.commit);
-            let unreadable = |reason: String| LogError::Unreadable {
-                stream: stream.to_string(),
-                id: recorded.id,
-                event_type: recorded.event_type.clone(),
-                reason,
-            };
-            let data: serde_json::Value =
-                serde_json::from_slice(&recorded.data).map_err(|e| unreadable(e.to_string()))?;
-            let event =
-                E::from_json(&recorded.event_type, data).map_err(|e| unreadable(e.to_string()))?;
+            let event = decode::<E>(stream, recorded)?;
             let metadata = serde_json::from_slice(&recorded.custom_metadata).ok();
             read.events.push(Recorded {
                 event,
@@ -322,19 +342,124 @@ impl EventLog {
         }
     }
 
-    /// The aggregate's state and revision.
+    /// The aggregate's state and revision: the stream read backwards down to its latest
+    /// snapshot (or its start), then folded forwards. The first read asks for just enough to
+    /// reach a snapshot written on time (`SNAPSHOT_EVERY_EVENTS` + 1); only a stream without one
+    /// that near is read further.
     pub async fn load<D: Decider>(&self, stream: &str) -> Result<Loaded<D::State>, LogError> {
-        let StreamRead {
-            events,
-            revision,
-            position,
-        } = self.read_with_revision::<D::Event>(stream).await?;
-        let state = D::fold(events.iter().map(|r| &r.event));
+        let mut newest_first: Vec<D::Event> = Vec::new();
+        let (mut revision, mut position, mut since_snapshot) = (None, None, None);
+        let mut from = StreamPosition::End;
+        let mut asked = SNAPSHOT_EVERY_EVENTS + 1;
+        'reads: loop {
+            let options = ReadStreamOptions::default()
+                .position(from)
+                .backwards()
+                .max_count(asked);
+            let Some(mut reader) = self.open(stream, &options).await? else {
+                break;
+            };
+            let mut read = 0;
+            let mut oldest = None;
+            loop {
+                let resolved = match reader.next().await {
+                    Ok(Some(resolved)) => resolved,
+                    Ok(None) | Err(eventstore::Error::ResourceNotFound) => break,
+                    Err(e) => return Err(e.into()),
+                };
+                if newest_first.len() >= AGGREGATE_EVENTS_MAX {
+                    return Err(LogError::TooLong {
+                        stream: stream.to_string(),
+                    });
+                }
+                let recorded = resolved.get_original_event();
+                if revision.is_none() {
+                    revision = Some(recorded.revision);
+                    position = Some(recorded.position.commit);
+                }
+                read += 1;
+                oldest = Some(recorded.revision);
+                let event = decode::<D::Event>(stream, recorded)?;
+                let snapshot = D::is_snapshot(&event);
+                newest_first.push(event);
+                if snapshot {
+                    since_snapshot = Some(newest_first.len() - 1);
+                    break 'reads;
+                }
+            }
+            match oldest {
+                Some(oldest) if read == asked && oldest > 0 => {
+                    from = StreamPosition::Position(oldest - 1);
+                    asked = AGGREGATE_EVENTS_MAX + 1 - newest_first.len();
+                }
+                _ => break,
+            }
+        }
+        if revision.is_none() {
+            return Ok(Loaded::none());
+        }
+        let state = D::fold(newest_first.iter().rev());
         Ok(Loaded {
             state,
             revision,
             position,
+            since_snapshot,
         })
+    }
+
+    /// The event at `revision` of `stream` (`None`: the stream has not reached it).
+    pub async fn event_at<E: Event>(
+        &self,
+        stream: &str,
+        revision: u64,
+    ) -> Result<Option<E>, LogError> {
+        let options = ReadStreamOptions::default()
+            .position(StreamPosition::Position(revision))
+            .forwards()
+            .max_count(1);
+        let Some(mut reader) = self.open(stream, &options).await? else {
+            return Ok(None);
+        };
+        match reader.next().await {
+            Ok(Some(resolved)) if resolved.get_original_event().revision == revision => {
+                Ok(Some(decode(stream, resolved.get_original_event())?))
+            }
+            Ok(_) | Err(eventstore::Error::ResourceNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends what `D` decided on `loaded`, with a snapshot of the state after it when one is
+    /// due: when the stream is new, or when `SNAPSHOT_EVERY_EVENTS` have passed since the
+    /// latest. (A stream that holds none yet but exists was written before the aggregate kept
+    /// snapshots: its owner writes the first one once it has done what that needs.)
+    pub async fn append_decided<D: Decider>(
+        &self,
+        stream: &str,
+        loaded: &Loaded<D::State>,
+        events: &[D::Event],
+        metadata: &Metadata,
+    ) -> Result<Appended, LogError>
+    where
+        D::State: Clone,
+    {
+        let due = match loaded.since_snapshot {
+            Some(since) => since + events.len() >= SNAPSHOT_EVERY_EVENTS,
+            None => loaded.revision.is_none(),
+        };
+        if events.is_empty() || !due {
+            return self.append(stream, loaded.revision, events, metadata).await;
+        }
+        let after = events.iter().fold(loaded.state.clone(), D::evolve);
+        match D::snapshot(&after) {
+            Some(snapshot) => {
+                let with_snapshot: Vec<&D::Event> =
+                    events.iter().chain(std::iter::once(&snapshot)).collect();
+                self.append_all(stream, loaded.revision, with_snapshot.into_iter(), metadata)
+                    .await
+            }
+            None => self.append(stream, loaded.revision, events, metadata).await,
+        }
     }
 
     /// Loads the aggregate, decides the command, appends the events at the revision it was
@@ -348,6 +473,7 @@ impl EventLog {
     ) -> Result<Executed<D::State, D::Event>, ExecuteError<D::Error>>
     where
         D: Decider,
+        D::State: Clone,
         D::Command: Clone,
         D::Event: Clone,
     {
@@ -356,7 +482,7 @@ impl EventLog {
             let events =
                 D::decide(&loaded.state, command.clone()).map_err(ExecuteError::Rejected)?;
             match self
-                .append(stream, loaded.revision, &events, metadata)
+                .append_decided::<D>(stream, &loaded, &events, metadata)
                 .await?
             {
                 Appended::Written { revision, position } => {
@@ -391,7 +517,18 @@ impl EventLog {
         events: &[E],
         metadata: &Metadata,
     ) -> Result<Appended, LogError> {
-        if events.is_empty() {
+        self.append_all(stream, expected, events.iter(), metadata)
+            .await
+    }
+
+    async fn append_all<'a, E: Event + 'a>(
+        &self,
+        stream: &str,
+        expected: Option<u64>,
+        events: impl ExactSizeIterator<Item = &'a E>,
+        metadata: &Metadata,
+    ) -> Result<Appended, LogError> {
+        if events.len() == 0 {
             return Ok(Appended::Written {
                 revision: expected,
                 position: None,
@@ -402,7 +539,6 @@ impl EventLog {
             None => ExpectedRevision::NoStream,
         };
         let proposed = events
-            .iter()
             .map(|e| envelope(e, metadata))
             .collect::<Result<Vec<_>, _>>()?;
         let options = AppendToStreamOptions::default().expected_revision(expected_revision);
@@ -451,10 +587,8 @@ impl EventLog {
             .position(StreamPosition::End)
             .backwards()
             .max_count(1);
-        let mut reader = match self.client.read_stream(stream, &options).await {
-            Ok(reader) => reader,
-            Err(eventstore::Error::ResourceNotFound) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(mut reader) = self.open(stream, &options).await? else {
+            return Ok(None);
         };
         match reader.next().await {
             Ok(Some(resolved)) => {
@@ -748,10 +882,25 @@ impl Follower {
     }
 }
 
-/// A random pause, so racing writers do not retry in lockstep.
-fn jitter() -> Duration {
+/// A random pause after losing a race for a stream (at most `CONFLICT_BACKOFF_MS_MAX`), so
+/// racing writers do not retry in lockstep.
+pub fn jitter() -> Duration {
     let spread = CONFLICT_BACKOFF_MS_MAX * 1000;
     Duration::from_micros((Uuid::new_v4().as_u128() % u128::from(spread)) as u64)
+}
+
+/// A stored event as its aggregate's event, older versions upcast; a type the aggregate does not
+/// know is an error (`Unreadable`): skipping it would make history vanish.
+fn decode<E: Event>(stream: &str, recorded: &eventstore::RecordedEvent) -> Result<E, LogError> {
+    let unreadable = |reason: String| LogError::Unreadable {
+        stream: stream.to_string(),
+        id: recorded.id,
+        event_type: recorded.event_type.clone(),
+        reason,
+    };
+    let data: serde_json::Value =
+        serde_json::from_slice(&recorded.data).map_err(|e| unreadable(e.to_string()))?;
+    E::from_json(&recorded.event_type, data).map_err(|e| unreadable(e.to_string()))
 }
 
 fn envelope<E: Event>(event: &E, metadata: &Metadata) -> Result<EventData, LogError> {

@@ -1,9 +1,10 @@
 //! The inventory service: registers products, adds stock, lists the catalogue, and takes or
 //! gives back stock for an order (the saga's synchronous stock call).
 //!
-//! It owns the `product-{productId}` streams. Stock decisions are the Product aggregate's: a
-//! decrease is appended at the stream's expected revision, so racing orders never oversell, and
-//! it is idempotent per order.
+//! It owns the `product-{productId}` and `reservation-{orderId}` streams. Stock decisions are
+//! the Product aggregate's: a decrease is appended at the stream's expected revision, so racing
+//! orders never oversell; what each order holds is its reservation's (`stock`), so a take or a
+//! give-back is done once per order however long the product's history.
 //!
 //! It must not: know about orders beyond their ids, or call other services.
 
@@ -15,12 +16,15 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
 use domain::catalogue::CatalogueEntry;
-use domain::product::{Product, ProductCommand, ProductError, ProductState};
+use domain::product::{Product, ProductCommand, ProductError, ProductEvent, ProductState};
 use domain::{Money, OrderId, ProductId, ProductName, Quantity, ValueError};
 use eventlog::catalogue::CatalogueView;
-use eventlog::{ActorKind, EventLog};
+use eventlog::{ActorKind, EventLog, Executed};
 use servicekit::ProblemKind;
 use servicekit::{field, ApiError, Caller, Json, Problem, Readiness, Running, StartError};
+use stock::{Refusal, Requested};
+
+mod stock;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -76,9 +80,7 @@ pub fn openapi() -> serde_json::Value {
     servicekit::openapi::document(<ApiDoc as utoipa::OpenApi>::openapi(), "inventory", true)
 }
 
-fn stream(product_id: ProductId) -> String {
-    format!("product-{product_id}")
-}
+use stock::product_stream as stream;
 
 /// The product's refusals as answers.
 fn refusal(e: ProductError) -> Problem {
@@ -91,6 +93,14 @@ fn refusal(e: ProductError) -> Problem {
         ProductError::OutOfStock { .. } => Problem::of(ProblemKind::OutOfStock, detail),
         ProductError::StockFull => Problem::invalid("quantity", detail),
         ProductError::AlreadyGivenBack => Problem::of(ProblemKind::AlreadyGivenBack, detail),
+    }
+}
+
+/// A stock move's refusals as answers.
+fn move_refusal(e: Refusal) -> Problem {
+    match e {
+        Refusal::Product(e) => refusal(e),
+        Refusal::Reservation(e) => Problem::invalid("orderId", e),
     }
 }
 
@@ -141,12 +151,7 @@ async fn register(
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
     // The stock as it stands: a repeated registration adds none.
-    let body = StockView {
-        product_id,
-        stock: stock_of(&executed.state),
-        revision: executed.revision,
-    };
-    Ok(servicekit::answer(&executed, body))
+    Ok(stock_answer(product_id, &executed))
 }
 
 #[utoipa::path(get, path = "/products", tag = "inventory",
@@ -224,12 +229,8 @@ async fn decrease(
     let quantity = request
         .quantity
         .ok_or_else(|| Problem::invalid("quantity", "is required"))?;
-    let command = ProductCommand::DecreaseForOrder {
-        order_id,
-        quantity: field("quantity", Quantity::parse(quantity))?,
-        at: Utc::now(),
-    };
-    change(&app, product_id, command, &caller, order_id.as_uuid()).await
+    let requested = Requested::Take(field("quantity", Quantity::parse(quantity))?);
+    move_for_order(&app, product_id, order_id, requested, &caller).await
 }
 
 #[utoipa::path(post, path = "/products/{product_id}/increase", tag = "inventory", params(("product_id" = String, Path, description = "the product's id (a UUID)")), request_body = StockForOrder,
@@ -248,11 +249,23 @@ async fn increase(
     caller.must_be(&[ActorKind::System], "give stock back for an order")?;
     let product_id = self::product_id(&product_id)?;
     let order_id = field("orderId", OrderId::parse(&request.order_id))?;
-    let command = ProductCommand::IncreaseForOrder {
-        order_id,
-        at: Utc::now(),
-    };
-    change(&app, product_id, command, &caller, order_id.as_uuid()).await
+    move_for_order(&app, product_id, order_id, Requested::GiveBack, &caller).await
+}
+
+/// Moves an order's stock and answers with the stock after it: 201 if it moved, 200 if it had
+/// already.
+async fn move_for_order(
+    app: &AppState,
+    product_id: ProductId,
+    order_id: OrderId,
+    requested: Requested,
+    caller: &Caller,
+) -> Result<Response, ApiError> {
+    let metadata = caller.metadata(order_id.as_uuid());
+    let executed = stock::move_for_order(&app.log, product_id, order_id, requested, &metadata)
+        .await
+        .map_err(|e| ApiError::from_execute(e, move_refusal))?;
+    Ok(stock_answer(product_id, &executed))
 }
 
 /// Executes a stock command and answers with the stock after it: 201 if it changed, 200 if it
@@ -270,12 +283,19 @@ async fn change(
         .execute::<Product>(&stream, command, &caller.metadata(correlation_id))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
+    Ok(stock_answer(product_id, &executed))
+}
+
+fn stock_answer(
+    product_id: ProductId,
+    executed: &Executed<ProductState, ProductEvent>,
+) -> Response {
     let body = StockView {
         product_id,
         stock: stock_of(&executed.state),
         revision: executed.revision,
     };
-    Ok(servicekit::answer(&executed, body))
+    servicekit::answer(executed, body)
 }
 
 fn stock_of(state: &ProductState) -> u32 {

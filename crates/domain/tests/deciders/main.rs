@@ -7,5 +7,6 @@ mod helpers;
 mod order;
 mod payment;
 mod product;
+mod reservation;
 mod saga;
 mod stock_properties;

@@ -7,9 +7,10 @@ use domain::order::{Order, OrderCommand, OrderEvent};
 use domain::payment::{Payment, PaymentCommand, PaymentError, PaymentEvent};
 use domain::product::{Product, ProductCommand, ProductError, ProductEvent, ProductState};
 use domain::{
-    CancelReason, CustomerId, Money, OrderId, OrderStatus, ProductId, ProductName, Quantity,
+    CancelReason, CustomerId, Decider, Money, OrderId, OrderStatus, ProductId, ProductName,
+    Quantity,
 };
-use eventlog::{Actor, ActorKind, EventLog, ExecuteError, Metadata};
+use eventlog::{Actor, ActorKind, EventLog, ExecuteError, Metadata, SNAPSHOT_EVERY_EVENTS};
 use uuid::Uuid;
 
 struct Harness {
@@ -132,11 +133,8 @@ async fn refusals_are_the_domains_errors_and_write_nothing() {
     assert!(h.log.read::<OrderEvent>(&stream).await.unwrap().is_empty());
 }
 
-/// 30 orders race for 20 units on one product stream: exactly 20 take one unit each, the rest
-/// are told the stock is out, and the stock ends at zero — never below.
-#[tokio::test(flavor = "multi_thread")]
-async fn racing_orders_never_oversell_a_product() {
-    let h = harness().await;
+/// A new product without stock: its stream and the seller's metadata.
+async fn registered_product(log: &EventLog) -> (String, Metadata) {
     let product_id = ProductId::new();
     let stream = format!("product-{product_id}");
     let seller = metadata(product_id.as_uuid(), ActorKind::Seller, "seller");
@@ -147,10 +145,18 @@ async fn racing_orders_never_oversell_a_product() {
         initial_stock: None,
         at: Utc::now(),
     };
-    h.log
-        .execute::<Product>(&stream, register, &seller)
+    log.execute::<Product>(&stream, register, &seller)
         .await
         .unwrap();
+    (stream, seller)
+}
+
+/// 30 orders race for 20 units on one product stream: exactly 20 take one unit each, the rest
+/// are told the stock is out, and the stock ends at zero — never below.
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_orders_never_oversell_a_product() {
+    let h = harness().await;
+    let (stream, seller) = registered_product(&h.log).await;
     let add = ProductCommand::AddStock {
         quantity: Quantity::parse_stock(20).unwrap(),
         change_id: None,
@@ -171,6 +177,8 @@ async fn racing_orders_never_oversell_a_product() {
                 let take = ProductCommand::DecreaseForOrder {
                     order_id,
                     quantity: Quantity::parse(1).unwrap(),
+                    // Each order is new: it holds nothing yet.
+                    held: domain::reservation::Held::Nothing,
                     at: Utc::now(),
                 };
                 log.execute::<Product>(
@@ -208,6 +216,56 @@ async fn racing_orders_never_oversell_a_product() {
         .filter(|r| matches!(r.event, ProductEvent::QtyDecreased(_)))
         .count();
     assert_eq!(decreases, 20);
+}
+
+/// An aggregate that keeps snapshots gets one when its stream is created and one every
+/// `SNAPSHOT_EVERY_EVENTS` after; loading reads back to the latest only, and folds to the same
+/// state as the whole stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn loading_reads_back_to_the_latest_snapshot_only() {
+    let h = harness().await;
+    let (stream, seller) = registered_product(&h.log).await;
+    let fresh = h.log.load::<Product>(&stream).await.unwrap();
+    assert_eq!(
+        fresh.since_snapshot,
+        Some(0),
+        "a count is written at creation"
+    );
+    let adds = 2 * SNAPSHOT_EVERY_EVENTS + 10;
+    for _ in 0..adds {
+        let add = ProductCommand::AddStock {
+            quantity: Quantity::parse_stock(1).unwrap(),
+            change_id: Some(Uuid::new_v4()),
+            at: Utc::now(),
+        };
+        h.log
+            .execute::<Product>(&stream, add, &seller)
+            .await
+            .unwrap();
+    }
+    let all = h.log.read::<ProductEvent>(&stream).await.unwrap();
+    let counts: Vec<u64> = all
+        .iter()
+        .filter(|r| matches!(r.event, ProductEvent::StockCounted(_)))
+        .map(|r| r.revision)
+        .collect();
+    assert_eq!(
+        counts.len(),
+        3,
+        "at creation, then every {SNAPSHOT_EVERY_EVENTS}: {counts:?}"
+    );
+    let loaded = h.log.load::<Product>(&stream).await.unwrap();
+    let since = loaded.since_snapshot.unwrap();
+    assert!(
+        since < SNAPSHOT_EVERY_EVENTS,
+        "{since} events past the latest count"
+    );
+    assert_eq!(loaded.revision, all.last().map(|r| r.revision));
+    assert_eq!(loaded.state, Product::fold(all.iter().map(|r| &r.event)));
+    let ProductState::Registered(product) = loaded.state else {
+        panic!("registered")
+    };
+    assert_eq!(product.stock as usize, adds);
 }
 
 /// The customer's cancel and the seller's confirmation race on the payment: exactly one wins,

@@ -102,6 +102,7 @@ fn stored_types() -> Vec<&'static str> {
         domain::order::OrderEvent::TYPES,
         domain::payment::PaymentEvent::TYPES,
         domain::product::ProductEvent::TYPES,
+        domain::reservation::ReservationEvent::TYPES,
         domain::delivery::DeliveryEvent::TYPES,
         domain::saga::SagaEvent::TYPES,
         saga::CheckpointStored::TYPES,

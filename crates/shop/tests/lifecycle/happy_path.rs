@@ -40,7 +40,16 @@ async fn an_order_goes_from_placement_to_receipt() {
     );
     assert_eq!(
         t.event_types(&format!("product-{product}")).await,
-        ["ProductRegistered", "StockAdded", "QtyDecreased"]
+        [
+            "ProductRegistered",
+            "StockAdded",
+            "StockCounted",
+            "QtyDecreased"
+        ]
+    );
+    assert_eq!(
+        t.event_types(&format!("reservation-{order}")).await,
+        ["StockMovePlanned"]
     );
     assert_eq!(
         t.event_types(&format!("saga-{order}")).await,

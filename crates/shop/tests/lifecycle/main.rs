@@ -8,6 +8,7 @@ mod gateway;
 mod graceful_stop;
 mod happy_path;
 mod helpers;
+mod hot_product;
 mod outages;
 mod read_model;
 mod receipt_and_overdue;
