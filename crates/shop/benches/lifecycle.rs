@@ -13,9 +13,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
 use serde_json::{json, Value};
 use shop::{Ports, Service, Shop, ShopSettings};
+use support::{percentile, Signed, IDENTITY};
+
+mod support;
 
 /// Concurrent clients in the throughput phases.
 const CLIENTS: usize = 32;
@@ -27,24 +29,6 @@ const ORDERS_MAX: usize = 20_000;
 const E2E_ORDERS: usize = 100;
 /// Longest wait for the saga, in milliseconds.
 const SAGA_WAIT_MS_MAX: u64 = 120_000;
-
-/// The shop's identity key: services answer only signed callers.
-static IDENTITY: std::sync::OnceLock<servicekit::IdentityKey> = std::sync::OnceLock::new();
-
-trait Signed {
-    fn signed(self, actor: &str) -> Self;
-}
-
-impl Signed for reqwest::RequestBuilder {
-    fn signed(self, actor: &str) -> Self {
-        let proof = IDENTITY
-            .get()
-            .map(|key| key.prove(actor))
-            .unwrap_or_default();
-        self.header("x-actor", actor)
-            .header(servicekit::PROOF_HEADER, proof)
-    }
-}
 
 #[tokio::main]
 async fn main() {
@@ -58,7 +42,7 @@ async fn main() {
         .unwrap();
     let _ = IDENTITY.set(shop.identity().clone());
     let order_url = shop.url(Service::Order);
-    let product = register(&http, &shop.url(Service::Inventory)).await;
+    let product = support::register(&http, &shop.url(Service::Inventory), "Bench tea").await;
 
     let placing = Instant::now();
     let placed = run_bounded(&http, {
@@ -152,17 +136,7 @@ where
 }
 
 async fn hello_limit(http: &reqwest::Client) -> Measured {
-    let routes = axum::Router::new().route("/hello", post(|| async { axum::Json(json!({})) }));
-    let hello = servicekit::serve(
-        "hello",
-        servicekit::Listen::Bind("127.0.0.1:0".parse().unwrap()),
-        routes,
-        servicekit::Readiness::always(),
-        None,
-        serde_json::json!({}),
-    )
-    .await
-    .unwrap();
+    let hello = support::do_nothing_service().await;
     let url = format!("{}/hello", hello.url());
     let measured = run_bounded(http, move |http, _| {
         let url = url.clone();
@@ -180,20 +154,6 @@ async fn hello_limit(http: &reqwest::Client) -> Measured {
     .await;
     hello.stop().await;
     measured
-}
-
-async fn register(http: &reqwest::Client, inventory: &str) -> String {
-    let answer: Value = http
-        .post(format!("{inventory}/products"))
-        .signed("seller:bench")
-        .json(&json!({ "name": "Bench tea", "price": 100, "stock": 1_000_000 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["productId"].as_str().unwrap().to_string()
 }
 
 async fn place(http: &reqwest::Client, order_url: &str, product: &str, customer: &str) -> String {
@@ -271,13 +231,4 @@ async fn end_to_end(http: &reqwest::Client, shop: &Shop, product: &str) -> (Vec<
         to_shipping.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     (to_payment, to_shipping)
-}
-
-fn percentile(samples: &[f64], q: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
