@@ -2,7 +2,7 @@
 //! carries each order through payment, stock and delivery, compensating when a step fails.
 //!
 //! It owns the `saga-{orderId}` streams (what it decided for each order) and `saga-checkpoint`
-//! (how far it has read). What to do is `domain::saga::react`; this crate does the I/O: it turns
+//! (how far it has read, and the deposit timers running). What to do is `domain::saga::react`; this crate does the I/O: it turns
 //! observed events into triggers, makes the calls over HTTP (timeout, retries with backoff and
 //! jitter, a circuit breaker per service — an unreachable service is waited for, never taken for
 //! a "no"), records the saga's events at the expected revision, and keeps deposit timers.
@@ -19,7 +19,9 @@ use std::time::Duration;
 pub use servicekit::StartError;
 use servicekit::{Running, UpstreamSettings};
 
-pub use checkpoint::{CheckpointStored, CHECKPOINTS_KEPT, CHECKPOINT_STREAM};
+pub use checkpoint::{
+    BookkeepingEvent, CheckpointStored, CHECKPOINTS_KEPT, CHECKPOINT_STREAM, DEPOSIT_TIMERS_MAX,
+};
 
 #[derive(Debug, Clone)]
 pub struct Settings {

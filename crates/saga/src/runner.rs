@@ -3,10 +3,10 @@
 //!
 //! A trigger whose step needs an unavailable service is parked with its order's later triggers
 //! and retried, so a service that is down holds up only the orders that need it.
-//! The checkpoint only passes an event once it is fully handled — and never passes the event
-//! that armed a deposit timer still running, so after a restart the replay re-arms every timer
-//! (a restart therefore replays the log back to the oldest order still awaiting its deposit).
-//! Replayed events find the saga's state moved on and cause nothing.
+//! The checkpoint only passes an event once it is fully handled and the deposit timer it armed
+//! or ended is recorded with it (`checkpoint`): a restart re-arms the timers from there and
+//! reads on from the checkpoint. Replayed events find the saga's state moved on and cause
+//! nothing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::checkpoint::{CheckpointStored, CHECKPOINTS_KEPT, CHECKPOINT_STREAM};
+use crate::checkpoint::{Bookkeeping, Books, Record, CHECKPOINTS_KEPT, CHECKPOINT_STREAM};
 use crate::observe::{observe, FOLLOWED_PREFIXES};
 use crate::perform::{Answer, Services, Unavailable};
 use crate::{Settings, StartError};
@@ -66,6 +66,9 @@ struct Tracker {
     /// Entries of `pending` not done yet.
     unfinished: usize,
     committed: Option<LogPosition>,
+    /// Deposit timers armed (`Some(due)`) or ended (`None`) and not yet recorded: the
+    /// checkpoint is stored with them, so it never passes an event whose timer is unrecorded.
+    unrecorded: BTreeMap<OrderId, Option<DateTime<Utc>>>,
 }
 
 impl Tracker {
@@ -103,8 +106,6 @@ impl Tracker {
 
 struct Deadline {
     fire_at: DateTime<Utc>,
-    /// The event that armed it: the checkpoint waits for the timer.
-    pin: Option<LogPosition>,
 }
 
 struct Shared {
@@ -189,16 +190,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 
 /// Follows the store from the stored checkpoint and hands each trigger to its order's shard.
 async fn read(shared: Arc<Shared>) {
-    let after = loop {
-        match shared.log.last::<CheckpointStored>(CHECKPOINT_STREAM).await {
-            Ok(stored) => break stored.map(|(c, _)| LogPosition::from(c)),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the saga checkpoint; retrying");
-                tokio::time::sleep(shared.retry_pause).await;
-            }
-        }
-    };
-    tracing::info!(?after, "saga following the store");
+    let books = load_books(&shared).await.state;
+    let after = books.checkpoint;
+    tracing::info!(
+        ?after,
+        timers = books.timers.len(),
+        "saga following the store"
+    );
+    lock(&shared.deadlines).extend(
+        books
+            .timers
+            .into_iter()
+            .map(|(order_id, fire_at)| (order_id, Deadline { fire_at })),
+    );
     *lock(&shared.started_after) = Some(after);
     let mut follower = shared.log.follow("saga", &FOLLOWED_PREFIXES, after);
     loop {
@@ -333,29 +337,27 @@ async fn run(shared: &Shared, work: Work) -> Option<Work> {
         Handled::Parked => return Some(work),
         Handled::Done { due_at } => due_at,
     };
-    let finished = {
+    let timer = {
         let mut deadlines = lock(&shared.deadlines);
         match (due_at, deadlines.contains_key(&work.order_id)) {
             (Some(fire_at), false) => {
-                deadlines.insert(
-                    work.order_id,
-                    Deadline {
-                        fire_at,
-                        pin: work.position,
-                    },
-                );
-                None
+                deadlines.insert(work.order_id, Deadline { fire_at });
+                Some(due_at)
             }
             (None, true) => {
-                let released = deadlines.remove(&work.order_id).and_then(|d| d.pin);
-                // Both the timer's event and this one are done.
-                Some([released, work.position])
+                deadlines.remove(&work.order_id);
+                Some(None)
             }
-            _ => Some([None, work.position]),
+            _ => None,
         }
     };
+    // The timer's change and the event's end together: the checkpoint passes the event only
+    // with its timer recorded.
     let mut tracker = lock(&shared.tracker);
-    for position in finished.into_iter().flatten().flatten() {
+    if let Some(timer) = timer {
+        tracker.unrecorded.insert(work.order_id, timer);
+    }
+    if let Some(position) = work.position {
         tracker.finish(position);
     }
     None
@@ -491,15 +493,25 @@ async fn deadlines(shared: Arc<Shared>) {
     }
 }
 
-/// Stores the checkpoint whenever it moved, at most once per `interval`.
-/// The stream keeps only the latest `CHECKPOINTS_KEPT` (set on the first tick that can).
+/// The bookkeeping as stored, read until the store answers.
+async fn load_books(shared: &Shared) -> eventlog::Loaded<Books> {
+    loop {
+        match shared.log.load::<Bookkeeping>(CHECKPOINT_STREAM).await {
+            Ok(books) => return books,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the saga's bookkeeping; retrying");
+                tokio::time::sleep(shared.retry_pause).await;
+            }
+        }
+    }
+}
+
+/// Stores the checkpoint and the timers' changes whenever there are any, at most once per
+/// `interval`, in one append. The stream keeps only the latest `CHECKPOINTS_KEPT` (set on the
+/// first tick that can).
 async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
     let mut bounded = false;
-    let mut revision = match shared.log.last::<CheckpointStored>(CHECKPOINT_STREAM).await {
-        Ok(stored) => stored.map(|(_, r)| r),
-        Err(_) => None,
-    };
-    let mut stored = None;
+    let mut books = load_books(&shared).await;
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
@@ -513,43 +525,74 @@ async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
                 Err(e) => tracing::warn!(error = %e, "cannot bound the saga checkpoint stream yet"),
             }
         }
-        let committed = lock(&shared.tracker).committed;
-        let Some(position) = committed else { continue };
-        if stored == Some(position) {
+        let record = {
+            let tracker = lock(&shared.tracker);
+            Record {
+                timers: tracker.unrecorded.clone(),
+                checkpoint: tracker.committed,
+            }
+        };
+        let recorded = record.timers.clone();
+        let events = match Bookkeeping::decide(&books.state, record) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::error!(error = %e, "the saga's bookkeeping is not stored");
+                continue;
+            }
+        };
+        if !events.is_empty() && !store_books(&shared, &mut books, &events).await {
             continue;
         }
-        let metadata = Metadata {
-            correlation_id: Uuid::nil(),
-            causation_id: Uuid::nil(),
-            actor: Actor {
-                kind: ActorKind::System,
-                id: "saga".to_string(),
-            },
-            at: Utc::now(),
-            request_id: None,
-            trace_parent: None,
-        };
-        let event = CheckpointStored::from(position);
-        match shared
-            .log
-            .append(CHECKPOINT_STREAM, revision, &[event], &metadata)
-            .await
-        {
-            Ok(Appended::Written { revision: r, .. }) => {
-                revision = r;
-                stored = Some(position);
+        let mut tracker = lock(&shared.tracker);
+        for (order_id, timer) in recorded {
+            // Unless it changed again meanwhile.
+            if tracker.unrecorded.get(&order_id) == Some(&timer) {
+                tracker.unrecorded.remove(&order_id);
             }
-            // Someone else wrote it (an operator rewinding the saga): take their revision and
-            // write ours on the next tick.
-            Ok(Appended::Conflict) => {
-                revision = match shared.log.last::<CheckpointStored>(CHECKPOINT_STREAM).await {
-                    Ok(stored) => stored.map(|(_, r)| r),
-                    Err(_) => revision,
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot store the saga checkpoint"),
         }
     }
+}
+
+/// Appends the bookkeeping's events (with a count when one is due) and reads it back; false if
+/// it was not stored.
+async fn store_books(
+    shared: &Shared,
+    books: &mut eventlog::Loaded<Books>,
+    events: &[crate::checkpoint::BookkeepingEvent],
+) -> bool {
+    let metadata = Metadata {
+        correlation_id: Uuid::nil(),
+        causation_id: Uuid::nil(),
+        actor: Actor {
+            kind: ActorKind::System,
+            id: "saga".to_string(),
+        },
+        at: Utc::now(),
+        request_id: None,
+        trace_parent: None,
+    };
+    if books.revision.is_some() && books.since_snapshot.is_none() {
+        // Checkpoints only, written before timers were kept: count now.
+        books.since_snapshot = Some(eventlog::SNAPSHOT_EVERY_EVENTS);
+    }
+    let appended = shared
+        .log
+        .append_decided::<Bookkeeping>(CHECKPOINT_STREAM, books, events, &metadata)
+        .await;
+    let stored = match appended {
+        Ok(Appended::Written { .. }) => true,
+        // Someone else wrote (an operator rewinding the saga): read theirs, write ours next.
+        Ok(Appended::Conflict) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot store the saga checkpoint");
+            return false;
+        }
+    };
+    match shared.log.load::<Bookkeeping>(CHECKPOINT_STREAM).await {
+        Ok(loaded) => *books = loaded,
+        Err(e) => tracing::warn!(error = %e, "cannot read the saga's bookkeeping back"),
+    }
+    stored
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -565,7 +608,7 @@ struct Status {
     checkpoint: Option<LogPosition>,
     /// Entries the checkpoint tracker holds (unfinished events and runs of finished ones).
     pending_events: usize,
-    /// Events being handled, or waiting for a deposit timer.
+    /// Events being handled (handed to a shard, not finished).
     unfinished_events: usize,
     deposit_timers: usize,
     /// Services whose circuit breaker is open: the saga waits for them.
@@ -608,13 +651,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(commit: u64) -> LogPosition {
-        LogPosition {
-            commit,
-            prepare: commit,
-        }
-    }
+    use crate::checkpoint::tests::at;
 
     #[test]
     fn the_checkpoint_stops_before_the_oldest_unfinished_event_and_runs_collapse() {

@@ -181,7 +181,7 @@ async fn wait_saga_settled(http: &reqwest::Client, saga_url: &str) {
             .json()
             .await
             .unwrap();
-        if status["caughtUp"] == true && status["unfinishedEvents"] == status["depositTimers"] {
+        if status["caughtUp"] == true && status["unfinishedEvents"] == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

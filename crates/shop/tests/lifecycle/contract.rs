@@ -105,7 +105,7 @@ fn stored_types() -> Vec<&'static str> {
         domain::reservation::ReservationEvent::TYPES,
         domain::delivery::DeliveryEvent::TYPES,
         domain::saga::SagaEvent::TYPES,
-        saga::CheckpointStored::TYPES,
+        saga::BookkeepingEvent::TYPES,
     ]
     .concat()
 }

@@ -288,11 +288,16 @@ impl TestShop {
             .collect()
     }
 
-    /// Waits until the saga has handled everything it has read (but deposits it waits for).
+    /// Waits until the saga has handled everything it has read and recorded its timers.
     pub async fn saga_settled(&self) {
-        eventually("the saga settles", || async {
+        let what = "the saga settles";
+        eventually(what, || async {
             let status = self.get(Service::Saga, "/saga/status").await.body;
-            status["caughtUp"] == true && status["unfinishedEvents"] == status["depositTimers"]
+            let settled = status["caughtUp"] == true && status["unfinishedEvents"] == 0;
+            if !settled {
+                eprintln!("{what}: not yet, {status}");
+            }
+            settled
         })
         .await;
     }

@@ -70,3 +70,61 @@ async fn an_overdue_deposit_cancels_the_order() {
     assert!(t.events(&format!("delivery-{order}")).await.is_empty());
     t.stop().await;
 }
+
+/// The saga's deposit timers are part of its bookkeeping: its checkpoint moves past an order
+/// still awaiting its deposit, and a restarted saga re-arms that order's timer from the
+/// bookkeeping instead of replaying the log back to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_saga_rearms_a_deposit_timer_without_replaying_back_to_it() {
+    let mut t = spawn_shop_with(|s| s.parts.due_period = Duration::from_secs(10)).await;
+    let product = t.product("Genmaicha", 800, 10).await;
+    let waiting = t.place("alice", &product, 1).await;
+    t.payment_opened(&waiting).await;
+    let options = eventstore::ReadStreamOptions::default();
+    let mut payment = t
+        .store
+        .read_stream(format!("payment-{waiting}"), &options)
+        .await
+        .unwrap();
+    let opened_at = payment.next().await.unwrap().unwrap();
+    let opened_at = opened_at.get_original_event().position.commit;
+    // Later orders go on; the checkpoint passes the waiting order's payment.
+    let paid = t.place("bob", &product, 1).await;
+    t.payment_opened(&paid).await;
+    assert_eq!(t.confirm_deposit(&paid).await.status, 201);
+    t.order_reaches(&paid, "Shipping").await;
+    eventually("the checkpoint passes the waiting order", || async {
+        let status = t.get(Service::Saga, "/saga/status").await.body;
+        status["checkpoint"]["commit"].as_u64() > Some(opened_at)
+    })
+    .await;
+    eventually("the checkpoint is stored", || async {
+        let stored = t.events("saga-checkpoint").await;
+        stored
+            .iter()
+            .rev()
+            .find(|e| e.event_type == "CheckpointStored")
+            .is_some_and(|e| e.data["commit"].as_u64() > Some(opened_at))
+    })
+    .await;
+
+    t.shop.stop_service(Service::Saga).await;
+    t.shop.start_service(Service::Saga).await.unwrap();
+    eventually("the saga reads its bookkeeping", || async {
+        let status = t.get(Service::Saga, "/saga/status").await.body;
+        status["checkpointRead"] == true
+    })
+    .await;
+    let status = t.get(Service::Saga, "/saga/status").await.body;
+    assert_eq!(status["depositTimers"], 1, "{status}");
+    assert!(
+        status["startedAfter"]["commit"].as_u64() > Some(opened_at),
+        "read on from its checkpoint: {status}"
+    );
+    let cancelled = t.order_reaches(&waiting, "Cancelled").await;
+    assert_eq!(cancelled.body["cancelReason"], "DepositOverdue");
+    t.saga_settled().await;
+    let kept = t.event_types("saga-checkpoint").await;
+    assert!(kept.iter().any(|e| e == "DepositTimersCounted"), "{kept:?}");
+    t.stop().await;
+}
