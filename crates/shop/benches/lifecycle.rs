@@ -29,6 +29,9 @@ const ORDERS_MAX: usize = 20_000;
 const E2E_ORDERS: usize = 100;
 /// Longest wait for the saga, in milliseconds.
 const SAGA_WAIT_MS_MAX: u64 = 120_000;
+/// Customer accounts placing orders through the gateway, each logging in once (the gateway
+/// lets one client make 50 requests/s: the calls spread over them).
+const GATEWAY_CUSTOMERS: usize = 200;
 
 #[tokio::main]
 async fn main() {
@@ -37,9 +40,9 @@ async fn main() {
 
     let limit = hello_limit(&http).await;
     let dir = tempfile::tempdir().unwrap();
-    let shop = Shop::start(ShopSettings::new(dir.path(), Ports::ANY))
-        .await
-        .unwrap();
+    let mut settings = ShopSettings::new(dir.path(), Ports::ANY);
+    settings.parts.gateway.accounts = bench_accounts();
+    let shop = Shop::start(settings).await.unwrap();
     let _ = IDENTITY.set(shop.identity().clone());
     let order_url = shop.url(Service::Order);
     let product = support::register(&http, &shop.url(Service::Inventory), "Bench tea").await;
@@ -60,7 +63,21 @@ async fn main() {
     wait_saga_settled(&http, &saga_url).await;
     let drained_s = placing.elapsed().as_secs_f64();
 
+    let gateway = shop.url(Service::Gateway);
+    let tokens = Arc::new(login_all(&http, &gateway).await);
+    let through_gateway = run_bounded(&http, {
+        let (gateway, product) = (gateway.clone(), product.clone());
+        move |http, i| {
+            let (gateway, product) = (gateway.clone(), product.clone());
+            let token = tokens[i % tokens.len()].clone();
+            async move { place_through_gateway(&http, &gateway, &token, &product).await }
+        }
+    })
+    .await;
+    wait_saga_settled(&http, &saga_url).await;
+
     let (to_payment, to_shipping) = end_to_end(&http, &shop, &product).await;
+    let rss_mib = resident_mib();
     shop.stop().await;
 
     let rate = placed.latencies.len() as f64 / placement_s;
@@ -79,6 +96,14 @@ async fn main() {
         100.0 * rate / limit.rate
     );
     println!(
+        "| order placement through the gateway, {CLIENTS} concurrent customers of {GATEWAY_CUSTOMERS} (logged in once, each call's token checked; {} orders) | {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms | {:.1}% |",
+        through_gateway.latencies.len(),
+        through_gateway.rate,
+        percentile(&through_gateway.latencies, 0.5),
+        percentile(&through_gateway.latencies, 0.99),
+        100.0 * through_gateway.rate / limit.rate
+    );
+    println!(
         "| saga: payments opened for all of them, from the first placement | {:.1} s ({:.0} orders/s) | |",
         drained_s,
         placed.latencies.len() as f64 / drained_s
@@ -93,6 +118,67 @@ async fn main() {
         percentile(&to_shipping, 0.5),
         percentile(&to_shipping, 0.99)
     );
+    println!(
+        "| memory: the whole shop in this one process (and the benchmark's client), RSS after the run | {rss_mib:.0} MiB | |"
+    );
+}
+
+/// This process's resident memory, in MiB (Linux).
+fn resident_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        });
+    kib.map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// `GATEWAY_CUSTOMERS` customer accounts, password = name.
+fn bench_accounts() -> Vec<gateway::Account> {
+    let hash = gateway::hash_password("bench").unwrap();
+    (0..GATEWAY_CUSTOMERS)
+        .map(|i| gateway::Account {
+            name: format!("bench{i}"),
+            role: gateway::Role::Customer,
+            password_hash: hash.clone(),
+        })
+        .collect()
+}
+
+/// Logs every bench customer in once; their tokens.
+async fn login_all(http: &reqwest::Client, gateway: &str) -> Vec<String> {
+    let mut tokens = Vec::with_capacity(GATEWAY_CUSTOMERS);
+    for i in 0..GATEWAY_CUSTOMERS {
+        let answer: Value = http
+            .post(format!("{gateway}/api/login"))
+            .json(&json!({ "name": format!("bench{i}"), "password": "bench" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push(answer["token"].as_str().unwrap().to_string());
+    }
+    tokens
+}
+
+async fn place_through_gateway(http: &reqwest::Client, gateway: &str, token: &str, product: &str) {
+    let response = http
+        .post(format!("{gateway}/api/orders"))
+        .bearer_auth(token)
+        .json(&json!({ "productId": product, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(status, 201, "{:?}", response.text().await);
 }
 
 struct Measured {
