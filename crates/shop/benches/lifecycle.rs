@@ -42,7 +42,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ShopSettings::new(dir.path(), Ports::ANY);
     settings.parts.gateway.accounts = bench_accounts();
-    let shop = Shop::start(settings).await.unwrap();
+    let mut shop = Shop::start(settings).await.unwrap();
     let _ = IDENTITY.set(shop.identity().clone());
     let order_url = shop.url(Service::Order);
     let product = support::register(&http, &shop.url(Service::Inventory), "Bench tea").await;
@@ -65,15 +65,26 @@ async fn main() {
 
     let gateway = shop.url(Service::Gateway);
     let tokens = Arc::new(login_all(&http, &gateway).await);
-    let through_gateway = run_bounded(&http, {
-        let (gateway, product) = (gateway.clone(), product.clone());
-        move |http, i| {
-            let (gateway, product) = (gateway.clone(), product.clone());
-            let token = tokens[i % tokens.len()].clone();
-            async move { place_through_gateway(&http, &gateway, &token, &product).await }
-        }
-    })
-    .await;
+    let place_all = || {
+        run_bounded(&http, {
+            let (gateway, product, tokens) = (gateway.clone(), product.clone(), tokens.clone());
+            move |http, i| {
+                let (gateway, product) = (gateway.clone(), product.clone());
+                let token = tokens[i % tokens.len()].clone();
+                async move { place_through_gateway(&http, &gateway, &token, &product).await }
+            }
+        })
+    };
+    let through_gateway = place_all().await;
+    wait_saga_settled(&http, &saga_url).await;
+    // The placement path alone: what the saga and the read model take of the two cores.
+    for follower in [Service::Saga, Service::OrderStatus] {
+        shop.stop_service(follower).await;
+    }
+    let path_alone = place_all().await;
+    for follower in [Service::Saga, Service::OrderStatus] {
+        shop.start_service(follower).await.unwrap();
+    }
     wait_saga_settled(&http, &saga_url).await;
 
     let (to_payment, to_shipping) = end_to_end(&http, &shop, &product).await;
@@ -96,6 +107,11 @@ async fn main() {
         100.0 * rate / limit.rate
     );
     println!(
+        "| saga: payments opened for all of them, from the first placement | {:.1} s ({:.0} orders/s) | |",
+        drained_s,
+        placed.latencies.len() as f64 / drained_s
+    );
+    println!(
         "| order placement through the gateway, {CLIENTS} concurrent customers of {GATEWAY_CUSTOMERS} (logged in once, each call's token checked; {} orders) | {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms | {:.1}% |",
         through_gateway.latencies.len(),
         through_gateway.rate,
@@ -104,9 +120,12 @@ async fn main() {
         100.0 * through_gateway.rate / limit.rate
     );
     println!(
-        "| saga: payments opened for all of them, from the first placement | {:.1} s ({:.0} orders/s) | |",
-        drained_s,
-        placed.latencies.len() as f64 / drained_s
+        "| … the same with the saga and the read model stopped (the placement path alone; {} orders) | {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms | {:.1}% |",
+        path_alone.latencies.len(),
+        path_alone.rate,
+        percentile(&path_alone.latencies, 0.5),
+        percentile(&path_alone.latencies, 0.99),
+        100.0 * path_alone.rate / limit.rate
     );
     println!(
         "| end to end, one order at a time: placed → payment open | p50 {:.1} ms, p99 {:.1} ms | |",
