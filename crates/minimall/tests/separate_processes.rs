@@ -4,97 +4,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{serve, serve_part, start_store, until, IDENTITY_SECRET, WAIT_MS_MAX};
 use serde_json::{json, Value};
-
-/// The secret every process signs identities with.
-const IDENTITY_SECRET: &str = "separate-processes-test";
-
-/// Longest wait for the order to get somewhere, in milliseconds.
-const WAIT_MS_MAX: u64 = 20_000;
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-struct Process {
-    child: Child,
-    /// What its first stdout line announced.
-    announced: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minimall"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start minimall {args:?}: {e}"));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Process {
-        child,
-        announced: line.trim().to_string(),
-    }
-}
-
-/// `minimall serve <name>` on port 0 with the store at `store_url`; returns the process and its
-/// base URL.
-fn serve(name: &str, store_url: &str, extra: &[&str]) -> (Process, String) {
-    serve_part(name, &[&["--store-url", store_url], extra].concat())
-}
-
-/// `minimall serve <name>` on port 0; returns the process and its base URL.
-fn serve_part(name: &str, extra: &[&str]) -> (Process, String) {
-    let mut args = vec![
-        "serve",
-        name,
-        "--listen",
-        "127.0.0.1:0",
-        "--identity-secret",
-        IDENTITY_SECRET,
-    ];
-    args.extend_from_slice(extra);
-    let process = start(&args);
-    let addr = process
-        .announced
-        .strip_prefix(&format!("{name} listening on "))
-        .unwrap_or_else(|| panic!("unexpected first line: {:?}", process.announced))
-        .to_string();
-    (process, format!("http://{addr}"))
-}
-
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_goes_through_the_shop_run_as_separate_processes() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let store = start(&["estore", "--listen", "127.0.0.1:0", "--data-dir", data_dir]);
-    let store_url = store
-        .announced
-        .split_once('(')
-        .and_then(|(_, rest)| rest.strip_suffix(')'))
-        .unwrap()
-        .to_string();
+    let (_store, store_url) = start_store(data_dir);
     let (_inventory, inventory) = serve("inventory", &store_url, &[]);
     let (_payment, payment) = serve("payment", &store_url, &[]);
     let (_delivery, delivery) = serve("delivery", &store_url, &[]);
@@ -120,43 +39,9 @@ async fn an_order_goes_through_the_shop_run_as_separate_processes() {
         .build()
         .unwrap();
     let post = |url: String, actor: &'static str, body: Value| {
-        let http = http.clone();
-        async move {
-            let proof = servicekit::IdentityKey::new(IDENTITY_SECRET.as_bytes()).prove(actor);
-            let response = http
-                .post(url)
-                .header("x-actor", actor)
-                .header(servicekit::PROOF_HEADER, proof)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
+        common::signed(&http, reqwest::Method::POST, url, actor, Some(body))
     };
-    let get = |url: String| {
-        let http = http.clone();
-        async move {
-            let proof =
-                servicekit::IdentityKey::new(IDENTITY_SECRET.as_bytes()).prove("system:test");
-            let response = http
-                .get(url)
-                .header("x-actor", "system:test")
-                .header(servicekit::PROOF_HEADER, proof)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
+    let get = |url: String| common::signed(&http, reqwest::Method::GET, url, "system:test", None);
     for url in [&inventory, &payment, &delivery, &order, &saga] {
         until("every service is ready", async || {
             get(format!("{url}/health/ready")).await.0 == 200

@@ -1,8 +1,10 @@
 //! The saga process manager: follows the store from a durably stored checkpoint and
 //! carries each order through payment, stock and delivery, compensating when a step fails.
 //!
-//! It owns the `saga-{orderId}` streams (what it decided for each order) and `saga-checkpoint`
-//! (how far it has read, and the deposit timers running). What to do is `domain::saga::react`; this crate does the I/O: it turns
+//! It owns the `saga-{orderId}` streams (what it decided for each order), `saga-leases` (which
+//! instance works which partition of the orders: several instances share the work, one order
+//! at a time by one of them) and `saga-checkpoint-{partition}` (how far each partition has
+//! been read, and its deposit timers running). What to do is `domain::saga::react`; this crate does the I/O: it turns
 //! observed events into triggers, makes the calls over HTTP (timeout, retries with backoff and
 //! jitter, a circuit breaker per service — an unreachable service is waited for, never taken for
 //! a "no"), records the saga's events at the expected revision, and keeps deposit timers.
@@ -10,6 +12,7 @@
 //! It must not: write another service's streams, or decide business rules itself.
 
 mod checkpoint;
+mod leases;
 mod observe;
 mod perform;
 mod runner;
@@ -21,6 +24,10 @@ use servicekit::{Running, UpstreamSettings};
 
 pub use checkpoint::{
     BookkeepingEvent, CheckpointStored, CHECKPOINTS_KEPT, CHECKPOINT_STREAM, DEPOSIT_TIMERS_MAX,
+};
+pub use leases::{
+    checkpoint_stream, partition_of, LeaseEvent, FENCE_MS, LEASE_MS, LEASE_STREAM, PARTITIONS,
+    RENEW_MS,
 };
 
 #[derive(Debug, Clone)]

@@ -1,15 +1,17 @@
-//! The saga's moving parts: one reader following the store, shard workers handling each order's
-//! triggers in order, deposit timers, and the checkpoint writer.
+//! The saga's moving parts: the leases (which partitions of the orders this instance works,
+//! see `leases`), one reader following the store, a worker per partition handling its orders'
+//! triggers in order, deposit timers, and the bookkeeping writer.
 //!
 //! A trigger whose step needs an unavailable service is parked with its order's later triggers
 //! and retried, so a service that is down holds up only the orders that need it.
-//! The checkpoint only passes an event once it is fully handled and the deposit timer it armed
-//! or ended is recorded with it (`checkpoint`): a restart re-arms the timers from there and
-//! reads on from the checkpoint. Replayed events find the saga's state moved on and cause
-//! nothing.
+//! Each partition has its own checkpoint: it only passes an event once it is fully handled and
+//! the deposit timer it armed or ended is recorded with it (`checkpoint`), so whoever takes the
+//! partition next re-arms its timers from there and reads on from its checkpoint. The reader
+//! reads from the oldest checkpoint of the partitions held, and again from an older one when a
+//! partition is taken; each partition skips what it has already seen. Replayed events find the
+//! saga's state moved on and cause nothing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,16 +32,18 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::checkpoint::{Bookkeeping, Books, Record, CHECKPOINTS_KEPT, CHECKPOINT_STREAM};
+use crate::leases::{
+    checkpoint_stream, partition_of, plan, Assign, Heartbeats, Leases, FENCE_MS, LEASES_KEPT,
+    LEASE_STREAM, PARTITIONS, RENEW_MS,
+};
 use crate::observe::{observe, FOLLOWED_PREFIXES};
 use crate::perform::{Answer, Services, Unavailable};
 use crate::{Settings, StartError};
 
-/// Workers; each handles the orders that hash to it, one trigger at a time.
-const SHARDS: usize = 16;
-/// Triggers waiting per shard.
+/// Triggers waiting per partition's worker.
 const SHARD_QUEUE_MAX: usize = 256;
-/// Triggers a shard holds back because a service they need is unavailable; beyond this the
-/// shard takes no new work (the reader then waits) until some went through.
+/// Triggers a partition's worker holds back because a service they need is unavailable; beyond this the
+/// worker takes no new work (the reader then waits) until some went through.
 const PARKED_WORKS_MAX: usize = 10_000;
 /// Reactions chained from one trigger (a call's answer is a trigger too).
 const CHAINED_REACTIONS_MAX: usize = 4;
@@ -48,6 +52,14 @@ const CHAINED_REACTIONS_MAX: usize = 4;
 const DEADLINE_RETRY_MS: i64 = 2_000;
 /// How often deposit timers are checked, in milliseconds.
 const DEADLINE_TICK_MS: u64 = 200;
+
+/// What a partition's worker is handed.
+enum Job {
+    Work(Work),
+    /// Drop what is parked (the partition is being let go) and answer once done: whatever was
+    /// handed before has been handled or dropped.
+    Drop(tokio::sync::oneshot::Sender<()>),
+}
 
 struct Work {
     order_id: OrderId,
@@ -62,6 +74,11 @@ struct Work {
 /// a deposit timer), not the length of the log since the oldest of them.
 #[derive(Default)]
 struct Tracker {
+    /// The checkpoint the partition was taken at: its events up to there were handled.
+    started_after: Option<LogPosition>,
+    /// The last event of the log this partition has seen (it skips those up to here when the
+    /// reader reads again from an older checkpoint).
+    read_up_to: Option<LogPosition>,
     pending: BTreeMap<LogPosition, bool>,
     /// Entries of `pending` not done yet.
     unfinished: usize,
@@ -72,6 +89,25 @@ struct Tracker {
 }
 
 impl Tracker {
+    fn starting_after(checkpoint: Option<LogPosition>) -> Tracker {
+        Tracker {
+            started_after: checkpoint,
+            read_up_to: checkpoint,
+            committed: checkpoint,
+            ..Tracker::default()
+        }
+    }
+
+    /// An event that is not this partition's: the checkpoint may pass it.
+    fn pass(&mut self, position: LogPosition) {
+        if self.pending.is_empty() {
+            self.committed = Some(position);
+        } else {
+            self.dispatch(position);
+            self.finish(position);
+        }
+    }
+
     fn dispatch(&mut self, position: LogPosition) {
         self.pending.insert(position, false);
         self.unfinished += 1;
@@ -112,12 +148,32 @@ struct Shared {
     log: EventLog,
     services: Services,
     retry_pause: Duration,
-    tracker: Mutex<Tracker>,
+    /// This instance, in the lease table (new at every start).
+    instance: Uuid,
+    /// Whether this instance works each partition now (its worker drops work of one it does not).
+    held: Vec<AtomicBool>,
+    /// Each held partition's tracker.
+    trackers: Mutex<Vec<Option<Tracker>>>,
+    /// Each held partition's bookkeeping as stored.
+    books: tokio::sync::Mutex<Vec<Option<eventlog::Loaded<Books>>>>,
     deadlines: Mutex<HashMap<OrderId, Deadline>>,
+    /// The reader has caught up with the store since it last began reading (or holds nothing).
     caught_up: AtomicBool,
-    /// The checkpoint this run started from (set once the reader has read it).
-    started_after: Mutex<Option<Option<LogPosition>>>,
-    shards: Vec<mpsc::Sender<Work>>,
+    /// The lease table was renewed once and the partitions it gave were taken.
+    leased: AtomicBool,
+    /// A partition was taken: the reader reads again from the oldest checkpoint.
+    reread: tokio::sync::Notify,
+    workers: Vec<mpsc::Sender<Job>>,
+}
+
+impl Shared {
+    fn holds(&self, partition: usize) -> bool {
+        self.held[partition].load(Ordering::Acquire)
+    }
+
+    fn held_partitions(&self) -> Vec<usize> {
+        (0..PARTITIONS).filter(|p| self.holds(*p)).collect()
+    }
 }
 
 #[derive(utoipa::OpenApi)]
@@ -145,22 +201,26 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         inventory: api::inventory::InventoryClient(upstream("inventory", &settings.inventory)),
         delivery: api::delivery::DeliveryClient(upstream("delivery", &settings.delivery)),
     };
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..SHARDS)
-        .map(|_| mpsc::channel::<Work>(SHARD_QUEUE_MAX))
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..PARTITIONS)
+        .map(|_| mpsc::channel::<Job>(SHARD_QUEUE_MAX))
         .unzip();
     let shared = Arc::new(Shared {
         log,
         services,
         retry_pause: settings.retry_pause,
-        tracker: Mutex::default(),
+        instance: Uuid::new_v4(),
+        held: (0..PARTITIONS).map(|_| AtomicBool::new(false)).collect(),
+        trackers: Mutex::new((0..PARTITIONS).map(|_| None).collect()),
+        books: tokio::sync::Mutex::new((0..PARTITIONS).map(|_| None).collect()),
         deadlines: Mutex::default(),
-        caught_up: AtomicBool::new(false),
-        started_after: Mutex::new(None),
-        shards: senders,
+        caught_up: AtomicBool::new(true),
+        leased: AtomicBool::new(false),
+        reread: tokio::sync::Notify::new(),
+        workers: senders,
     });
     let readiness = Readiness::when({
         let shared = Arc::clone(&shared);
-        move || shared.caught_up.load(Ordering::Acquire)
+        move || shared.leased.load(Ordering::Acquire) && shared.caught_up.load(Ordering::Acquire)
     });
     let routes = Router::new()
         .route("/saga/status", get(status))
@@ -174,96 +234,124 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         openapi(),
     )
     .await?;
-    for (shard, receiver) in receivers.into_iter().enumerate() {
-        running = running.with_worker(tokio::spawn(work(Arc::clone(&shared), shard, receiver)));
+    for (partition, receiver) in receivers.into_iter().enumerate() {
+        running = running.with_worker(tokio::spawn(work(Arc::clone(&shared), partition, receiver)));
     }
     let store = shared.log.clone();
+    let stopping = running.stopping();
     Ok(running
         .needing_store(&store)
         .with_worker(tokio::spawn(read(Arc::clone(&shared))))
         .with_worker(tokio::spawn(deadlines(Arc::clone(&shared))))
         .with_worker(tokio::spawn(store_checkpoints(
-            shared,
+            Arc::clone(&shared),
             settings.checkpoint_interval,
-        ))))
+        )))
+        .with_finishing_worker(tokio::spawn(hold_leases(shared, stopping))))
 }
 
-/// Follows the store from the stored checkpoint and hands each trigger to its order's shard.
+/// Follows the store from the oldest checkpoint of the partitions held, and hands each trigger
+/// of a held partition to its worker; reads again from the oldest once a partition is taken.
 async fn read(shared: Arc<Shared>) {
-    let books = load_books(&shared).await.state;
-    let after = books.checkpoint;
-    tracing::info!(
-        ?after,
-        timers = books.timers.len(),
-        "saga following the store"
-    );
-    lock(&shared.deadlines).extend(
-        books
-            .timers
-            .into_iter()
-            .map(|(order_id, fire_at)| (order_id, Deadline { fire_at })),
-    );
-    *lock(&shared.started_after) = Some(after);
-    let mut follower = shared.log.follow("saga", &FOLLOWED_PREFIXES, after);
     loop {
-        let seen = match follower.next().await {
-            Followed::CaughtUp => {
-                shared.caught_up.store(true, Ordering::Release);
-                continue;
-            }
-            Followed::Event(seen) => seen,
+        let oldest = {
+            let trackers = lock(&shared.trackers);
+            trackers.iter().flatten().map(|t| t.read_up_to).min()
         };
-        let observed = observe(&seen);
-        {
-            let mut tracker = lock(&shared.tracker);
-            tracker.dispatch(seen.position);
-            if observed.is_none() {
-                tracker.finish(seen.position);
-            }
-        }
-        let Some((order_id, trigger)) = observed else {
+        let Some(after) = oldest else {
+            shared.caught_up.store(true, Ordering::Release);
+            shared.reread.notified().await;
             continue;
         };
-        let work = Work {
-            order_id,
-            trigger,
-            cause: Cause {
-                id: seen.id,
-                // The trace of whoever appended the event goes on in the step it causes.
-                trace: seen
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.trace_parent.as_deref())
-                    .and_then(TraceParent::parse),
-            },
-            position: Some(seen.position),
-        };
-        if shared.shards[shard_of(order_id)].send(work).await.is_err() {
-            return;
+        shared.caught_up.store(false, Ordering::Release);
+        tracing::info!(?after, partitions = ?shared.held_partitions(), "saga following the store");
+        let mut follower = shared.log.follow("saga", &FOLLOWED_PREFIXES, after);
+        loop {
+            let followed = tokio::select! {
+                followed = follower.next() => followed,
+                _ = shared.reread.notified() => break,
+            };
+            let seen = match followed {
+                Followed::CaughtUp => {
+                    shared.caught_up.store(true, Ordering::Release);
+                    continue;
+                }
+                Followed::Event(seen) => seen,
+            };
+            if let Some(work) = dispatch(&shared, &seen) {
+                let worker = &shared.workers[partition_of(work.order_id)];
+                if worker.send(Job::Work(work)).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
 
-fn shard_of(order_id: OrderId) -> usize {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    order_id.hash(&mut hasher);
-    (hasher.finish() as usize) % SHARDS
+/// Notes the event in every held partition that has not seen it; the work it is for its own
+/// partition, if that is held and had not seen it.
+fn dispatch(shared: &Shared, seen: &eventlog::Seen) -> Option<Work> {
+    let observed = observe(seen);
+    let own = observed
+        .as_ref()
+        .map(|(order_id, _)| partition_of(*order_id));
+    let mut handed = false;
+    for (partition, tracker) in lock(&shared.trackers).iter_mut().enumerate() {
+        let Some(tracker) = tracker else { continue };
+        if tracker.read_up_to.is_some_and(|read| seen.position <= read) {
+            continue;
+        }
+        tracker.read_up_to = Some(seen.position);
+        if own == Some(partition) {
+            tracker.dispatch(seen.position);
+            handed = true;
+        } else {
+            tracker.pass(seen.position);
+        }
+    }
+    let (order_id, trigger) = observed.filter(|_| handed)?;
+    Some(Work {
+        order_id,
+        trigger,
+        cause: Cause {
+            id: seen.id,
+            // The trace of whoever appended the event goes on in the step it causes.
+            trace: seen
+                .metadata
+                .as_ref()
+                .and_then(|m| m.trace_parent.as_deref())
+                .and_then(TraceParent::parse),
+        },
+        position: Some(seen.position),
+    })
 }
 
-/// A shard: handles its orders' triggers one at a time, in order. A trigger whose step needs an
-/// unavailable service is parked, with every later trigger of the same order behind it, and
-/// tried again every `retry_pause`; the shard meanwhile goes on with other orders.
-async fn work(shared: Arc<Shared>, shard: usize, mut queue: mpsc::Receiver<Work>) {
+/// A partition's worker: handles its orders' triggers one at a time, in order, while the
+/// partition is held (dropping them otherwise: whoever holds it reads them again from its
+/// checkpoint). A trigger whose step needs an unavailable service is parked, with every later
+/// trigger of the same order behind it, and tried again every `retry_pause`; the worker
+/// meanwhile goes on with other orders.
+async fn work(shared: Arc<Shared>, partition: usize, mut queue: mpsc::Receiver<Job>) {
     let mut parked: HashMap<OrderId, VecDeque<Work>> = HashMap::new();
     let mut parked_count = 0usize;
     let mut retry = tokio::time::interval(shared.retry_pause);
     let parked_gauge =
-        metrics::gauge!("minimall_saga_parked_triggers", "shard" => shard.to_string());
+        metrics::gauge!("minimall_saga_parked_triggers", "partition" => partition.to_string());
     loop {
         parked_gauge.set(parked_count as f64);
         tokio::select! {
-            work = queue.recv(), if parked_count < PARKED_WORKS_MAX => {
-                let Some(work) = work else { return };
+            job = queue.recv(), if parked_count < PARKED_WORKS_MAX => {
+                let work = match job {
+                    None => return,
+                    Some(Job::Drop(done)) => {
+                        parked.clear();
+                        parked_count = 0;
+                        let _ = done.send(());
+                        continue;
+                    }
+                    Some(Job::Work(_)) if !shared.holds(partition) => continue,
+                    Some(Job::Work(work)) => work,
+                };
                 if let Some(waiting) = parked.get_mut(&work.order_id) {
                     // One pending deposit-due check is enough (they carry no position).
                     let repeated_timer = work.trigger == Trigger::DepositDue
@@ -280,6 +368,9 @@ async fn work(shared: Arc<Shared>, shard: usize, mut queue: mpsc::Receiver<Work>
                 }
             }
             _ = retry.tick(), if !parked.is_empty() => {
+                if !shared.holds(partition) {
+                    continue;
+                }
                 let orders: Vec<OrderId> = parked.keys().copied().collect();
                 for order_id in orders {
                     let Some(waiting) = parked.get_mut(&order_id) else { continue };
@@ -353,12 +444,14 @@ async fn run(shared: &Shared, work: Work) -> Option<Work> {
     };
     // The timer's change and the event's end together: the checkpoint passes the event only
     // with its timer recorded.
-    let mut tracker = lock(&shared.tracker);
-    if let Some(timer) = timer {
-        tracker.unrecorded.insert(work.order_id, timer);
-    }
-    if let Some(position) = work.position {
-        tracker.finish(position);
+    let mut trackers = lock(&shared.trackers);
+    if let Some(tracker) = &mut trackers[partition_of(work.order_id)] {
+        if let Some(timer) = timer {
+            tracker.unrecorded.insert(work.order_id, timer);
+        }
+        if let Some(position) = work.position {
+            tracker.finish(position);
+        }
     }
     None
 }
@@ -380,7 +473,7 @@ async fn handle(shared: &Shared, work: &Work) -> Handled {
     let stream = format!("saga-{}", work.order_id);
     // Lost races for the saga's stream (another instance, an operator) are retried a bounded
     // number of times; past that, or while the store fails, the trigger is parked and retried
-    // with the shard's other waiting work.
+    // with the worker's other waiting work.
     for _ in 0..=CONFLICT_RETRIES_MAX {
         let loaded = match shared.log.load::<Saga>(&stream).await {
             Ok(loaded) => loaded,
@@ -455,7 +548,7 @@ async fn handle(shared: &Shared, work: &Work) -> Handled {
     Handled::Parked
 }
 
-/// Fires deposit timers: the order's shard gets a `DepositDue` trigger.
+/// Fires deposit timers: the order's worker gets a `DepositDue` trigger.
 async fn deadlines(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(DEADLINE_TICK_MS));
     loop {
@@ -482,10 +575,10 @@ async fn deadlines(shared: Arc<Shared>) {
                 },
                 position: None,
             };
-            // A full shard gets the check on a later tick (the timer fires again): the timer
-            // task never waits on a shard.
+            // A full worker gets the check on a later tick (the timer fires again): the timer
+            // task never waits on a worker.
             if let Err(mpsc::error::TrySendError::Closed(_)) =
-                shared.shards[shard_of(order_id)].try_send(work)
+                shared.workers[partition_of(order_id)].try_send(Job::Work(work))
             {
                 return;
             }
@@ -493,74 +586,183 @@ async fn deadlines(shared: Arc<Shared>) {
     }
 }
 
-/// The bookkeeping as stored, read until the store answers.
-async fn load_books(shared: &Shared) -> eventlog::Loaded<Books> {
-    loop {
-        match shared.log.load::<Bookkeeping>(CHECKPOINT_STREAM).await {
-            Ok(books) => return books,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the saga's bookkeeping; retrying");
-                tokio::time::sleep(shared.retry_pause).await;
-            }
-        }
+/// A partition's bookkeeping as stored. A partition never stored yet starts from the
+/// bookkeeping one saga kept for all orders (`saga-checkpoint`, written before partitions
+/// existed): its checkpoint and the timers of the partition's orders.
+async fn load_books(
+    log: &EventLog,
+    partition: usize,
+) -> Result<eventlog::Loaded<Books>, eventlog::LogError> {
+    let books = log
+        .load::<Bookkeeping>(&checkpoint_stream(partition))
+        .await?;
+    if books.revision.is_some() {
+        return Ok(books);
+    }
+    let legacy = log.load::<Bookkeeping>(CHECKPOINT_STREAM).await?.state;
+    Ok(eventlog::Loaded {
+        state: Books {
+            checkpoint: legacy.checkpoint,
+            timers: legacy
+                .timers
+                .into_iter()
+                .filter(|(order_id, _)| partition_of(*order_id) == partition)
+                .collect(),
+        },
+        ..books
+    })
+}
+
+/// Takes up a partition the lease table gave this instance: its bookkeeping loaded, its
+/// timers armed, its tracker started at its checkpoint; the reader reads again from there.
+async fn take(shared: &Shared, partition: usize) -> Result<(), eventlog::LogError> {
+    let stream = checkpoint_stream(partition);
+    shared.log.keep_latest(&stream, CHECKPOINTS_KEPT).await?;
+    let books = load_books(&shared.log, partition).await?;
+    tracing::info!(
+        partition,
+        checkpoint = ?books.state.checkpoint,
+        timers = books.state.timers.len(),
+        "saga partition taken"
+    );
+    lock(&shared.deadlines).extend(
+        books
+            .state
+            .timers
+            .iter()
+            .map(|(order_id, fire_at)| (*order_id, Deadline { fire_at: *fire_at })),
+    );
+    let tracker = Tracker::starting_after(books.state.checkpoint);
+    shared.books.lock().await[partition] = Some(books);
+    // Held before it has a tracker: the reader hands out its work only once it has one.
+    shared.held[partition].store(true, Ordering::Release);
+    lock(&shared.trackers)[partition] = Some(tracker);
+    shared.caught_up.store(false, Ordering::Release);
+    shared.reread.notify_one();
+    Ok(())
+}
+
+/// Lets a partition go: its worker stops and drops what it parked, its timers are disarmed,
+/// and, when `store`, its bookkeeping is stored for whoever takes it next (a partition taken
+/// from this instance because it seemed gone is not: the new holder's is authoritative).
+async fn let_go(shared: &Shared, partition: usize, store: bool) {
+    shared.held[partition].store(false, Ordering::Release);
+    let (done, dropped) = tokio::sync::oneshot::channel();
+    if shared.workers[partition]
+        .send(Job::Drop(done))
+        .await
+        .is_ok()
+    {
+        let _ = dropped.await;
+    }
+    lock(&shared.deadlines).retain(|order_id, _| partition_of(*order_id) != partition);
+    let tracker = lock(&shared.trackers)[partition].take();
+    let books = shared.books.lock().await[partition].take();
+    tracing::info!(partition, store, "saga partition let go");
+    if let (true, Some(tracker), Some(mut books)) = (store, tracker, books) {
+        let record = Record {
+            timers: tracker.unrecorded,
+            checkpoint: tracker.committed,
+        };
+        store_record(shared, partition, &mut books, record).await;
     }
 }
 
-/// Stores the checkpoint and the timers' changes whenever there are any, at most once per
-/// `interval`, in one append. The stream keeps only the latest `CHECKPOINTS_KEPT` (set on the
-/// first tick that can).
-async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
+/// Renews this instance's lease every `RENEW_MS` and works the partitions the table gives it:
+/// takes the new ones after the table naming it is written, lets go of the ones it gives away
+/// before. Stops working them all if it could not renew for `FENCE_MS`. When the service stops,
+/// lets every partition go with its bookkeeping stored and leaves the table, so the others
+/// take them at once.
+async fn hold_leases(shared: Arc<Shared>, stopping: servicekit::Stopping) {
+    let mut heartbeats = Heartbeats::default();
+    let mut renewed_at = std::time::Instant::now();
     let mut bounded = false;
-    let mut books = load_books(&shared).await;
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval(Duration::from_millis(RENEW_MS));
+    let stop = stopping.wait();
+    tokio::pin!(stop);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => break,
+        }
         if !bounded {
-            match shared
+            bounded = shared
                 .log
-                .keep_latest(CHECKPOINT_STREAM, CHECKPOINTS_KEPT)
+                .keep_latest(LEASE_STREAM, LEASES_KEPT)
                 .await
-            {
-                Ok(()) => bounded = true,
-                Err(e) => tracing::warn!(error = %e, "cannot bound the saga checkpoint stream yet"),
+                .is_ok();
+        }
+        if renewed_at.elapsed() > Duration::from_millis(FENCE_MS) {
+            for partition in shared.held_partitions() {
+                tracing::warn!(
+                    partition,
+                    "the saga's lease was not renewed: it stops working the partition"
+                );
+                let_go(&shared, partition, false).await;
             }
         }
-        let record = {
-            let tracker = lock(&shared.tracker);
-            Record {
-                timers: tracker.unrecorded.clone(),
-                checkpoint: tracker.committed,
-            }
-        };
-        let recorded = record.timers.clone();
-        let events = match Bookkeeping::decide(&books.state, record) {
-            Ok(events) => events,
-            Err(e) => {
-                tracing::error!(error = %e, "the saga's bookkeeping is not stored");
-                continue;
-            }
-        };
-        if !events.is_empty() && !store_books(&shared, &mut books, &events).await {
-            continue;
-        }
-        let mut tracker = lock(&shared.tracker);
-        for (order_id, timer) in recorded {
-            // Unless it changed again meanwhile.
-            if tracker.unrecorded.get(&order_id) == Some(&timer) {
-                tracker.unrecorded.remove(&order_id);
-            }
+        let attempt = std::time::Instant::now();
+        if renew(&shared, &mut heartbeats, false).await {
+            renewed_at = attempt;
         }
     }
+    for partition in shared.held_partitions() {
+        let_go(&shared, partition, true).await;
+    }
+    renew(&shared, &mut heartbeats, true).await;
 }
 
-/// Appends the bookkeeping's events (with a count when one is due) and reads it back; false if
-/// it was not stored.
-async fn store_books(
-    shared: &Shared,
-    books: &mut eventlog::Loaded<Books>,
-    events: &[crate::checkpoint::BookkeepingEvent],
-) -> bool {
-    let metadata = Metadata {
+/// Writes this instance's next table (`leaving`: without it) at the table's expected revision,
+/// again on a conflict, and works what it says; whether it was written.
+async fn renew(shared: &Shared, heartbeats: &mut Heartbeats, leaving: bool) -> bool {
+    let me = shared.instance;
+    for _ in 0..=CONFLICT_RETRIES_MAX {
+        let table = match shared.log.load::<Leases>(LEASE_STREAM).await {
+            Ok(table) => table,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the saga's lease table");
+                return false;
+            }
+        };
+        let gone = heartbeats.gone(&table.state, me, std::time::Instant::now());
+        let next = plan(&table.state, me, &gone, leaving);
+        let (had, mine) = (table.state.partitions_of(me), next.partitions_of(me));
+        for partition in shared.held_partitions() {
+            if !mine.contains(&partition) {
+                let_go(shared, partition, had.contains(&partition)).await;
+            }
+        }
+        let events = match Leases::decide(&table.state, Assign(next)) {
+            Ok(events) => events,
+            Err(never) => match never {},
+        };
+        match shared
+            .log
+            .append(LEASE_STREAM, table.revision, &events, &system_metadata())
+            .await
+        {
+            Ok(Appended::Written { .. }) => {}
+            Ok(Appended::Conflict) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the saga's lease");
+                return false;
+            }
+        }
+        for partition in mine {
+            if !shared.holds(partition) {
+                if let Err(e) = take(shared, partition).await {
+                    tracing::warn!(error = %e, partition, "cannot take the partition yet");
+                }
+            }
+        }
+        shared.leased.store(true, Ordering::Release);
+        return true;
+    }
+    false
+}
+
+fn system_metadata() -> Metadata {
+    Metadata {
         correlation_id: Uuid::nil(),
         causation_id: Uuid::nil(),
         actor: Actor {
@@ -570,27 +772,81 @@ async fn store_books(
         at: Utc::now(),
         request_id: None,
         trace_parent: None,
+    }
+}
+
+/// Stores each held partition's checkpoint and timer changes whenever there are any, at most
+/// once per `interval`, one append per partition. Each stream keeps only the latest
+/// `CHECKPOINTS_KEPT`.
+async fn store_checkpoints(shared: Arc<Shared>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let mut books = shared.books.lock().await;
+        for (partition, books) in books.iter_mut().enumerate() {
+            let Some(books) = books else { continue };
+            let record = match &lock(&shared.trackers)[partition] {
+                Some(tracker) => Record {
+                    timers: tracker.unrecorded.clone(),
+                    checkpoint: tracker.committed,
+                },
+                None => continue,
+            };
+            let recorded = record.timers.clone();
+            if !store_record(&shared, partition, books, record).await {
+                continue;
+            }
+            let mut trackers = lock(&shared.trackers);
+            let Some(tracker) = &mut trackers[partition] else {
+                continue;
+            };
+            for (order_id, timer) in recorded {
+                // Unless it changed again meanwhile.
+                if tracker.unrecorded.get(&order_id) == Some(&timer) {
+                    tracker.unrecorded.remove(&order_id);
+                }
+            }
+        }
+    }
+}
+
+/// Stores what `record` changes in the partition's bookkeeping (with a count when one is due)
+/// and reads it back; false if it was not stored.
+async fn store_record(
+    shared: &Shared,
+    partition: usize,
+    books: &mut eventlog::Loaded<Books>,
+    record: Record,
+) -> bool {
+    let events = match Bookkeeping::decide(&books.state, record) {
+        Ok(events) if events.is_empty() => return true,
+        Ok(events) => events,
+        Err(e) => {
+            tracing::error!(error = %e, partition, "the saga's bookkeeping is not stored");
+            return false;
+        }
     };
+    let stream = checkpoint_stream(partition);
     if books.revision.is_some() && books.since_snapshot.is_none() {
         // Checkpoints only, written before timers were kept: count now.
         books.since_snapshot = Some(eventlog::SNAPSHOT_EVERY_EVENTS);
     }
     let appended = shared
         .log
-        .append_decided::<Bookkeeping>(CHECKPOINT_STREAM, books, events, &metadata)
+        .append_decided::<Bookkeeping>(&stream, books, &events, &system_metadata())
         .await;
     let stored = match appended {
         Ok(Appended::Written { .. }) => true,
         // Someone else wrote (an operator rewinding the saga): read theirs, write ours next.
         Ok(Appended::Conflict) => false,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot store the saga checkpoint");
+            tracing::warn!(error = %e, partition, "cannot store the saga checkpoint");
             return false;
         }
     };
-    match shared.log.load::<Bookkeeping>(CHECKPOINT_STREAM).await {
+    match shared.log.load::<Bookkeeping>(&stream).await {
         Ok(loaded) => *books = loaded,
-        Err(e) => tracing::warn!(error = %e, "cannot read the saga's bookkeeping back"),
+        Err(e) => tracing::warn!(error = %e, partition, "cannot read the saga's bookkeeping back"),
     }
     stored
 }
@@ -598,17 +854,23 @@ async fn store_books(
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Status {
+    /// This instance in the lease table (new at every start).
+    instance: Uuid,
+    /// The partitions of the orders it works now.
+    partitions: Vec<usize>,
     caught_up: bool,
-    /// Whether this run has read its stored checkpoint yet…
+    /// Whether this run has taken the partitions the lease table gives it and read their
+    /// bookkeeping…
     checkpoint_read: bool,
-    /// …and where it started reading after (`null`: from the start of the log).
+    /// …and the oldest checkpoint they were taken at (`null`: from the start of the log).
     #[schema(value_type = Option<Object>)]
     started_after: Option<LogPosition>,
+    /// The oldest checkpoint of the partitions it works.
     #[schema(value_type = Option<Object>)]
     checkpoint: Option<LogPosition>,
-    /// Entries the checkpoint tracker holds (unfinished events and runs of finished ones).
+    /// Entries the checkpoint trackers hold (unfinished events and runs of finished ones).
     pending_events: usize,
-    /// Events being handled (handed to a shard, not finished).
+    /// Events being handled (handed to a worker, not finished).
     unfinished_events: usize,
     deposit_timers: usize,
     /// Services whose circuit breaker is open: the saga waits for them.
@@ -616,14 +878,23 @@ struct Status {
 }
 
 #[utoipa::path(get, path = "/saga/status", tag = "saga",
-    description = "Where the process manager stands: caught up, its checkpoint, the events it is handling, its timers, open breakers.",
+    description = "Where this process manager instance stands: its partitions, caught up, their oldest checkpoint, the events it is handling, its timers, open breakers.",
     responses((status = 200, description = "its status", body = Status)))]
 async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
-    // Read once: two guards in one struct expression would both live to its end.
-    let started_after = *lock(&shared.started_after);
-    let (checkpoint, pending_events, unfinished_events) = {
-        let tracker = lock(&shared.tracker);
-        (tracker.committed, tracker.pending.len(), tracker.unfinished)
+    let (partitions, started_after, checkpoint, pending_events, unfinished_events) = {
+        let trackers = lock(&shared.trackers);
+        let held: Vec<(usize, &Tracker)> = trackers
+            .iter()
+            .enumerate()
+            .filter_map(|(p, t)| t.as_ref().map(|t| (p, t)))
+            .collect();
+        (
+            held.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            held.iter().map(|(_, t)| t.started_after).min().flatten(),
+            held.iter().map(|(_, t)| t.committed).min().flatten(),
+            held.iter().map(|(_, t)| t.pending.len()).sum(),
+            held.iter().map(|(_, t)| t.unfinished).sum(),
+        )
     };
     let services = &shared.services;
     let breakers_open = [
@@ -637,9 +908,11 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
     .map(|u| u.service())
     .collect();
     axum::Json(Status {
+        instance: shared.instance,
+        checkpoint_read: shared.leased.load(Ordering::Acquire),
+        partitions,
         caught_up: shared.caught_up.load(Ordering::Acquire),
-        checkpoint_read: started_after.is_some(),
-        started_after: started_after.flatten(),
+        started_after,
         checkpoint,
         pending_events,
         unfinished_events,

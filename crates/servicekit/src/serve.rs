@@ -240,6 +240,9 @@ pub struct Running {
     store: Arc<std::sync::OnceLock<eventlog::StoreReach>>,
     /// The first worker that ended while it should have run on: liveness fails with its name.
     ended_worker: Arc<Mutex<Option<String>>>,
+    /// Workers that finish their work themselves once the stop begins: waited for (at most
+    /// `DRAIN_MS_MAX`) before the others are stopped.
+    finishing: Vec<oneshot::Receiver<()>>,
 }
 
 impl Running {
@@ -272,14 +275,36 @@ impl Running {
     /// as the service does: stopped with it. If it ends before (it returned or panicked), the
     /// service is wedged: `/health/live` answers 503 from then on, so whoever supervises it
     /// starts it again.
-    pub fn with_worker(mut self, worker: JoinHandle<()>) -> Running {
+    pub fn with_worker(self, worker: JoinHandle<()>) -> Running {
+        self.watched(worker, None)
+    }
+
+    /// A worker that watches `stopping()` and, once the stop begins, finishes what it holds
+    /// (hands work over, stores its bookkeeping) and returns: `stop` waits for it, at most
+    /// `DRAIN_MS_MAX`, before it stops the other workers.
+    pub fn with_finishing_worker(mut self, worker: JoinHandle<()>) -> Running {
+        let (finished, waited) = oneshot::channel();
+        self.finishing.push(waited);
+        self.watched(worker, Some(finished))
+    }
+
+    /// Resolves once the service begins to stop.
+    pub fn stopping(&self) -> Stopping {
+        Stopping(self.stopping.subscribe())
+    }
+
+    fn watched(mut self, worker: JoinHandle<()>, finished: Option<oneshot::Sender<()>>) -> Running {
         self.workers.push(worker.abort_handle());
         let ended = Arc::clone(&self.ended_worker);
         let service = self.name;
         let worker_number = self.workers.len();
+        let stopping = self.stopping.subscribe();
         tokio::spawn(async move {
             let outcome = worker.await;
-            if outcome.as_ref().is_err_and(|e| e.is_cancelled()) {
+            if let Some(finished) = finished {
+                let _ = finished.send(());
+            }
+            if outcome.as_ref().is_err_and(|e| e.is_cancelled()) || *stopping.borrow() {
                 return;
             }
             let how = if outcome.is_err() {
@@ -329,6 +354,14 @@ impl Running {
                 "requests still in flight after the drain; cut"
             );
             self.server.abort();
+        }
+        for finishing in std::mem::take(&mut self.finishing) {
+            if tokio::time::timeout(drain, finishing).await.is_err() {
+                tracing::warn!(
+                    service = self.name,
+                    "a worker did not finish within the drain"
+                );
+            }
         }
         for worker in &self.workers {
             worker.abort();
@@ -439,6 +472,7 @@ pub async fn serve(
         readiness,
         store,
         ended_worker,
+        finishing: Vec::new(),
     })
 }
 

@@ -3,8 +3,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The secret every separately started process signs identities with.
+pub const IDENTITY_SECRET: &str = "separate-processes-test";
+
+/// Longest wait for something to happen across processes, in milliseconds.
+pub const WAIT_MS_MAX: u64 = 20_000;
 
 /// Reads the first lines `minimall up` prints until it says it is up, and gives every part's URL
 /// as listed (`gateway` → `http://…`); whatever it prints after is read too, so it never writes
@@ -72,4 +78,108 @@ pub fn rebuild_read_model(url: &str, args: &[&std::ffi::OsStr]) {
         String::from_utf8_lossy(&rebuilt.stderr)
     );
     assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("rebuilt and swapped in"));
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct Process {
+    pub child: Child,
+    /// What its first stdout line announced.
+    pub announced: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start(args: &[&str]) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minimall"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start minimall {args:?}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Process {
+        child,
+        announced: line.trim().to_string(),
+    }
+}
+
+/// `minimall serve <name>` on port 0 with the store at `store_url`; returns the process and its
+/// base URL.
+pub fn serve(name: &str, store_url: &str, extra: &[&str]) -> (Process, String) {
+    serve_part(name, &[&["--store-url", store_url], extra].concat())
+}
+
+/// `minimall serve <name>` on port 0; returns the process and its base URL.
+pub fn serve_part(name: &str, extra: &[&str]) -> (Process, String) {
+    let mut args = vec![
+        "serve",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--identity-secret",
+        IDENTITY_SECRET,
+    ];
+    args.extend_from_slice(extra);
+    let process = start(&args);
+    let addr = process
+        .announced
+        .strip_prefix(&format!("{name} listening on "))
+        .unwrap_or_else(|| panic!("unexpected first line: {:?}", process.announced))
+        .to_string();
+    (process, format!("http://{addr}"))
+}
+
+pub async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// `minimall estore` on port 0 with its data in `data_dir`; the process and its URL.
+pub fn start_store(data_dir: &str) -> (Process, String) {
+    let store = start(&["estore", "--listen", "127.0.0.1:0", "--data-dir", data_dir]);
+    let url = store
+        .announced
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap()
+        .to_string();
+    (store, url)
+}
+
+/// A call as `actor`, signed with `IDENTITY_SECRET`: its status and JSON body.
+pub async fn signed(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    actor: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let proof = servicekit::IdentityKey::new(IDENTITY_SECRET.as_bytes()).prove(actor);
+    let mut request = http
+        .request(method, url)
+        .header("x-actor", actor)
+        .header(servicekit::PROOF_HEADER, proof);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -962,12 +962,15 @@ fn mishandled(case: &Case, answer: &Answer) -> Option<String> {
 }
 
 /// The store's events, oldest first, as `stream type`; without `$` streams and the saga's
-/// checkpoint, which it stores on its own.
+/// bookkeeping and lease table, which it stores on its own.
 async fn stored(t: &TestShop) -> Vec<String> {
     t.all_events()
         .await
         .into_iter()
-        .filter(|event| event.stream_id != saga::CHECKPOINT_STREAM)
+        .filter(|event| {
+            !event.stream_id.starts_with(saga::CHECKPOINT_STREAM)
+                && event.stream_id != saga::LEASE_STREAM
+        })
         .map(|event| format!("{} {}", event.stream_id, event.event_type))
         .collect()
 }

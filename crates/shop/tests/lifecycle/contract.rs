@@ -106,6 +106,7 @@ fn stored_types() -> Vec<&'static str> {
         domain::delivery::DeliveryEvent::TYPES,
         domain::saga::SagaEvent::TYPES,
         saga::BookkeepingEvent::TYPES,
+        saga::LeaseEvent::TYPES,
     ]
     .concat()
 }

@@ -84,28 +84,30 @@ async fn a_saga_replaying_from_an_older_checkpoint_has_no_second_effect() {
     assert_eq!(t.confirm_deposit(&in_flight).await.status, 201);
     t.shop.stop_service(Service::Saga).await;
 
-    // Rewind: the checkpoint goes back to the start of the log (written as an operator would,
-    // with the contract's metadata).
-    let rewind = EventData::json(
-        "CheckpointStored",
-        &serde_json::json!({ "commit": 0, "prepare": 0 }),
-    )
-    .unwrap()
-    .metadata_as_json(&serde_json::json!({
-        "$correlationId": uuid::Uuid::new_v4(),
-        "$causationId": uuid::Uuid::new_v4(),
-        "actor": { "kind": "system", "id": "operator" },
-        "at": chrono::Utc::now(),
-    }))
-    .unwrap();
-    t.store
-        .append_to_stream(
-            "saga-checkpoint",
-            &AppendToStreamOptions::default().expected_revision(ExpectedRevision::Any),
-            rewind,
+    // Rewind: every partition's checkpoint goes back to the start of the log (written as an
+    // operator would, with the contract's metadata).
+    for partition in 0..saga::PARTITIONS {
+        let rewind = EventData::json(
+            "CheckpointStored",
+            &serde_json::json!({ "commit": 0, "prepare": 0 }),
         )
-        .await
+        .unwrap()
+        .metadata_as_json(&serde_json::json!({
+            "$correlationId": uuid::Uuid::new_v4(),
+            "$causationId": uuid::Uuid::new_v4(),
+            "actor": { "kind": "system", "id": "operator" },
+            "at": chrono::Utc::now(),
+        }))
         .unwrap();
+        t.store
+            .append_to_stream(
+                saga::checkpoint_stream(partition),
+                &AppendToStreamOptions::default().expected_revision(ExpectedRevision::Any),
+                rewind,
+            )
+            .await
+            .unwrap();
+    }
     t.shop.start_service(Service::Saga).await.unwrap();
     // It really replays: this run starts from the rewound checkpoint.
     eventually("the saga reads its checkpoint", || async {
@@ -143,18 +145,21 @@ async fn a_saga_replaying_from_an_older_checkpoint_has_no_second_effect() {
     }
     assert_eq!(t.order(&cancelled).await.body["status"], "Cancelled");
 
-    // The checkpoint stream is bookkeeping: the store keeps only its latest checkpoints.
-    let metadata = t
-        .store
-        .get_stream_metadata(saga::CHECKPOINT_STREAM, &Default::default())
-        .await
-        .unwrap();
-    let eventstore::StreamMetadataResult::Success(metadata) = metadata else {
-        panic!("the checkpoint stream has metadata: {metadata:?}");
-    };
-    assert_eq!(metadata.metadata().max_count, Some(saga::CHECKPOINTS_KEPT));
-    let kept = t.event_types(saga::CHECKPOINT_STREAM).await;
-    assert!(kept.len() as u64 <= saga::CHECKPOINTS_KEPT, "{kept:?}");
+    // The checkpoint streams are bookkeeping: the store keeps only their latest checkpoints.
+    for partition in 0..saga::PARTITIONS {
+        let stream = saga::checkpoint_stream(partition);
+        let metadata = t
+            .store
+            .get_stream_metadata(stream.as_str(), &Default::default())
+            .await
+            .unwrap();
+        let eventstore::StreamMetadataResult::Success(metadata) = metadata else {
+            panic!("{stream} has metadata: {metadata:?}");
+        };
+        assert_eq!(metadata.metadata().max_count, Some(saga::CHECKPOINTS_KEPT));
+        let kept = t.event_types(&stream).await;
+        assert!(kept.len() as u64 <= saga::CHECKPOINTS_KEPT, "{kept:?}");
+    }
     t.stop().await;
 }
 

@@ -98,8 +98,10 @@ async fn a_restarted_saga_rearms_a_deposit_timer_without_replaying_back_to_it() 
         status["checkpoint"]["commit"].as_u64() > Some(opened_at)
     })
     .await;
+    let partition = saga::partition_of(domain::OrderId::parse(&waiting).unwrap());
+    let bookkeeping = saga::checkpoint_stream(partition);
     eventually("the checkpoint is stored", || async {
-        let stored = t.events("saga-checkpoint").await;
+        let stored = t.events(&bookkeeping).await;
         stored
             .iter()
             .rev()
@@ -124,7 +126,7 @@ async fn a_restarted_saga_rearms_a_deposit_timer_without_replaying_back_to_it() 
     let cancelled = t.order_reaches(&waiting, "Cancelled").await;
     assert_eq!(cancelled.body["cancelReason"], "DepositOverdue");
     t.saga_settled().await;
-    let kept = t.event_types("saga-checkpoint").await;
+    let kept = t.event_types(&bookkeeping).await;
     assert!(kept.iter().any(|e| e == "DepositTimersCounted"), "{kept:?}");
     t.stop().await;
 }

@@ -84,7 +84,7 @@ async fn metrics_show_latency_per_route_saga_steps_follower_lag_and_breakers() {
         "minimall_http_request_duration_seconds_bucket{service=\"order\",route=\"/orders\",status=\"201\"",
         "minimall_http_requests_total{service=\"order\",route=\"/orders\",status=\"201\"}",
         "minimall_saga_step_duration_seconds_bucket{trigger=\"OrderPlaced\",outcome=\"done\"",
-        "minimall_saga_parked_triggers{shard=",
+        "minimall_saga_parked_triggers{partition=",
         "minimall_follower_lag_seconds{follower=\"saga\"}",
         "minimall_follower_lag_events{follower=\"order-status\"}",
         "minimall_follower_caught_up{follower=\"order-status\"} 1",
