@@ -152,7 +152,7 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
     let children = state(dir.path());
     assert_eq!(
         children["children"].as_array().unwrap().len(),
-        13,
+        14,
         "{children}"
     );
     let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
@@ -161,8 +161,9 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
         "the fleet takes no order"
     );
 
-    // The payment replica the saga calls, a read-model replica, the gateway and the store.
-    for name in ["payment-1", "order-status-1", "gateway", "estore"] {
+    // The payment replica the saga calls, a read-model replica, a saga replica (the other
+    // takes its orders over), the gateway and the store.
+    for name in ["payment-1", "order-status-1", "saga-1", "gateway", "estore"] {
         let pid = child(&state(dir.path()), name)["pid"].as_u64().unwrap();
         // SAFETY: SIGKILL to a child of the supervisor started by this test.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
@@ -299,7 +300,7 @@ async fn a_rollout_under_load_replaces_every_process_and_fails_no_request() {
         .collect();
     assert!(kept.is_empty(), "processes not replaced: {kept:?}");
     assert_eq!(
-        child(&state(fleet.dir.path()), "saga")["replaced"],
+        child(&state(fleet.dir.path()), "saga-1")["replaced"],
         2,
         "each rollout replaced the saga once"
     );
@@ -307,7 +308,7 @@ async fn a_rollout_under_load_replaces_every_process_and_fails_no_request() {
     assert!(
         metrics
             .lines()
-            .any(|line| line == "minimall_supervisor_replaced_total{part=\"saga\"} 2"),
+            .any(|line| line == "minimall_supervisor_replaced_total{part=\"saga-1\"} 2"),
         "{metrics}"
     );
 

@@ -320,8 +320,8 @@ pub struct UpArgs {
     /// started again with a bounded pause whenever it exits or is killed.
     #[arg(long)]
     pub supervise: bool,
-    /// With --supervise: replicas of order, payment, inventory, delivery and the read model
-    /// (each with its own database) behind the gateway, 1 to 8.
+    /// With --supervise: replicas of order, payment, inventory, delivery, the saga (sharing the
+    /// orders) and the read model (each with its own database), 1 to 8.
     #[arg(long, env = "MINIMALL_REPLICAS", default_value_t = 1, requires = "supervise",
           value_parser = clap::value_parser!(u16).range(1..=crate::supervise::REPLICAS_MAX as i64))]
     pub replicas: u16,

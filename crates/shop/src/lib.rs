@@ -236,6 +236,13 @@ impl Shop {
         Ok(())
     }
 
+    /// Starts one more instance of a service on a free port, wired as the shop's own (for the
+    /// saga: another instance sharing the orders with it); the caller stops it.
+    pub async fn start_another(&self, service: Service) -> anyhow::Result<Running> {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        start_part(service, listen, &self.part_settings()).await
+    }
+
     /// Stops the embedded store; the services keep running and find it again when it is back.
     pub async fn stop_store(&mut self) {
         if let Some(store) = self.store.take() {

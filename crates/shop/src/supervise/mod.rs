@@ -7,8 +7,8 @@
 //! bounded and jittered pause later) or replaced (`minimall rollout`), connections wait in the
 //! socket's queue instead of being refused. A rollout replaces each part's process in turn: a
 //! stateless part's new process starts beside the old one, which stops once the new one said it
-//! is ready; the saga and each read-model replica stop first, so one process at a time works
-//! the saga's orders or writes a replica's database.
+//! is ready (saga replicas too: they hand their share of the orders over as they stop); each
+//! read-model replica stops first, so one process at a time writes a replica's database.
 //!
 //! What runs, and how often each part was restarted, is written to `supervisor.json` in the
 //! data directory (`minimall status` reads it); each child's output goes to `logs/<name>.log`
@@ -66,8 +66,8 @@ pub struct SuperviseSettings {
     pub data_dir: PathBuf,
     /// Free ports for every child instead of the default ones.
     pub any_port: bool,
-    /// Replicas of each service but the saga and the gateway: order, payment, inventory,
-    /// delivery, and the read model (each replica with its own database).
+    /// Replicas of each service but the gateway: order, payment, inventory, delivery, the saga
+    /// (sharing the orders) and the read model (each replica with its own database).
     pub replicas: usize,
     /// An external store; `None` runs the embedded one as a child.
     pub store_url: Option<String>,
@@ -106,11 +106,11 @@ pub struct FleetState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handover {
     /// The new process starts on the same socket; the old one stops once the new one is ready.
-    /// For the stateless services and the gateway.
+    /// For the stateless services, the gateway and the saga (whose processes share the orders
+    /// by lease, never one order at once).
     Overlap,
     /// The old process stops, then the new one starts; meanwhile requests wait in the socket's
-    /// queue. For the saga, which must never work an order twice at once, and a read-model
-    /// replica, whose database one process writes.
+    /// queue. For a read-model replica, whose database one process writes.
     StopFirst,
     /// Not replaced: the event store stops only with the shop.
     Never,

@@ -63,7 +63,7 @@ impl Plan {
         let inventory = replicas_of(p.inventory)?;
         let delivery = replicas_of(p.delivery)?;
         let order = replicas_of(p.order)?;
-        let saga = sockets.bind(p.saga, 0)?;
+        let saga = replicas_of(p.saga)?;
         let gateway = sockets.bind(p.gateway, 0)?;
         let urls = Replicas {
             order: addrs(&order),
@@ -130,7 +130,12 @@ impl Plan {
                 urls.delivery[0].clone(),
             ],
         );
-        services.push(shared.child("saga".into(), saga_args, saga, Handover::StopFirst));
+        // Saga replicas share the orders through the store's lease table, so a new process may
+        // start beside the old one: the old one hands its partitions over as it stops.
+        for (i, socket) in saga.into_iter().enumerate() {
+            let args = saga_args.clone();
+            services.push(shared.child(replica("saga", i), args, socket, Handover::Overlap));
+        }
         tiers.push(services);
 
         let token = write_secret(&secrets.join("token-secret"), &settings.token)?;
