@@ -79,6 +79,10 @@ struct Tracker {
     /// The last event of the log this partition has seen (it skips those up to here when the
     /// reader reads again from an older checkpoint).
     read_up_to: Option<LogPosition>,
+    /// The reading (the reader's count of followers started) this partition takes events
+    /// from; 0 until one starts with it: a partition taken while the reader is further on
+    /// waits for the reader to read again from its checkpoint, so it skips nothing.
+    reading: u64,
     pending: BTreeMap<LogPosition, bool>,
     /// Entries of `pending` not done yet.
     unfinished: usize,
@@ -253,9 +257,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 /// Follows the store from the oldest checkpoint of the partitions held, and hands each trigger
 /// of a held partition to its worker; reads again from the oldest once a partition is taken.
 async fn read(shared: Arc<Shared>) {
+    let mut reading = 0;
     loop {
+        reading += 1;
         let oldest = {
-            let trackers = lock(&shared.trackers);
+            let mut trackers = lock(&shared.trackers);
+            for tracker in trackers.iter_mut().flatten() {
+                tracker.reading = reading;
+            }
             trackers.iter().flatten().map(|t| t.read_up_to).min()
         };
         let Some(after) = oldest else {
@@ -278,7 +287,7 @@ async fn read(shared: Arc<Shared>) {
                 }
                 Followed::Event(seen) => seen,
             };
-            if let Some(work) = dispatch(&shared, &seen) {
+            if let Some(work) = dispatch(&shared, &seen, reading) {
                 let worker = &shared.workers[partition_of(work.order_id)];
                 if worker.send(Job::Work(work)).await.is_err() {
                     return;
@@ -288,9 +297,9 @@ async fn read(shared: Arc<Shared>) {
     }
 }
 
-/// Notes the event in every held partition that has not seen it; the work it is for its own
-/// partition, if that is held and had not seen it.
-fn dispatch(shared: &Shared, seen: &eventlog::Seen) -> Option<Work> {
+/// Notes the event in every held partition of this `reading` that has not seen it; the work it
+/// is for its own partition, if that is one of them.
+fn dispatch(shared: &Shared, seen: &eventlog::Seen, reading: u64) -> Option<Work> {
     let observed = observe(seen);
     let own = observed
         .as_ref()
@@ -298,7 +307,8 @@ fn dispatch(shared: &Shared, seen: &eventlog::Seen) -> Option<Work> {
     let mut handed = false;
     for (partition, tracker) in lock(&shared.trackers).iter_mut().enumerate() {
         let Some(tracker) = tracker else { continue };
-        if tracker.read_up_to.is_some_and(|read| seen.position <= read) {
+        let seen_before = tracker.read_up_to.is_some_and(|read| seen.position <= read);
+        if tracker.reading != reading || seen_before {
             continue;
         }
         tracker.read_up_to = Some(seen.position);
