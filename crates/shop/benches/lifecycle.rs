@@ -4,7 +4,11 @@
 //!   (`servicekit::serve`), driven by the same client at the same concurrency.
 //! - **Placement**: concurrent customers placing orders on the order service (each an event
 //!   appended with its expected revision, fsync'd) — throughput and latency.
-//! - **Saga drain**: the time the saga takes to open a payment for every order placed.
+//! - **Saga drain**: the time the saga takes to open a payment for every order placed, with one
+//!   instance and with two sharing the orders.
+//! - **Through the gateway**: placement by logged-in customers; then the whole path at a steady
+//!   offered rate (open loop), a seller confirming each deposit as its payment opens: first
+//!   offered more than it carries (its maximum), then 25%, 50% and 75% of that maximum.
 //! - **End to end**: one order at a time, placement → payment open, and deposit confirmation →
 //!   Shipping (stock taken, delivery started, order marked shipped), polled every millisecond.
 //!
@@ -32,6 +36,18 @@ const SAGA_WAIT_MS_MAX: u64 = 120_000;
 /// Customer accounts placing orders through the gateway, each logging in once (the gateway
 /// lets one client make 50 requests/s: the calls spread over them).
 const GATEWAY_CUSTOMERS: usize = 200;
+/// Offered loads, as fractions of the whole path's maximum (placed → Shipping, measured first).
+const OFFERED_FRACTIONS: [f64; 3] = [0.25, 0.5, 0.75];
+/// Products the offered orders spread over (a shop sells more than one; one hot product is
+/// measured on its own by `scripts/bench-hot-product`).
+const OFFERED_PRODUCTS: usize = 16;
+/// How long each offered load lasts, in milliseconds.
+const OFFERED_MS: u64 = 4_000;
+/// Pause before a call the gateway refused (429 or 503) is sent again, in milliseconds.
+const REFUSED_RETRY_MS: u64 = 100;
+/// Seller accounts confirming deposits in the offered-load phase (password: bench), so the
+/// gateway's per-client rate does not bound the confirmations.
+const GATEWAY_SELLERS: usize = 20;
 
 #[tokio::main]
 async fn main() {
@@ -47,17 +63,19 @@ async fn main() {
     let order_url = shop.url(Service::Order);
     let product = support::register(&http, &shop.url(Service::Inventory), "Bench tea").await;
 
-    let placing = Instant::now();
-    let placed = run_bounded(&http, {
-        let (order_url, product) = (order_url.clone(), product.clone());
-        move |http, i| {
-            let (url, product) = (order_url.clone(), product.clone());
-            async move {
-                place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
+    let place_direct = || {
+        run_bounded(&http, {
+            let (order_url, product) = (order_url.clone(), product.clone());
+            move |http, i| {
+                let (url, product) = (order_url.clone(), product.clone());
+                async move {
+                    place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
+                }
             }
-        }
-    })
-    .await;
+        })
+    };
+    let placing = Instant::now();
+    let placed = place_direct().await;
     let placement_s = placing.elapsed().as_secs_f64();
     let saga_url = shop.url(Service::Saga);
     wait_saga_settled(&http, &saga_url).await;
@@ -86,6 +104,56 @@ async fn main() {
         shop.start_service(follower).await.unwrap();
     }
     wait_saga_settled(&http, &saga_url).await;
+
+    // The saga as two instances sharing the orders (the second in this process too).
+    let second = shop.start_another(Service::Saga).await.unwrap();
+    let sagas = [saga_url.clone(), second.url()];
+    wait_split(&http, &sagas).await;
+    let placing = Instant::now();
+    let placed_for_two = place_direct().await;
+    for saga in &sagas {
+        wait_saga_settled(&http, saga).await;
+    }
+    let drained_by_two_s = placing.elapsed().as_secs_f64();
+    second.stop().await;
+    wait_split(&http, &sagas[..1]).await;
+    wait_saga_settled(&http, &saga_url).await;
+
+    let mut sellers = Vec::with_capacity(GATEWAY_SELLERS);
+    for i in 0..GATEWAY_SELLERS {
+        sellers.push(login(&http, &gateway, &format!("benchseller{i}")).await);
+    }
+    let inventory = shop.url(Service::Inventory);
+    let mut products = Vec::with_capacity(OFFERED_PRODUCTS);
+    for i in 0..OFFERED_PRODUCTS {
+        products.push(support::register(&http, &inventory, &format!("Bench tea {i}")).await);
+    }
+    let gateway_calls = Gateway {
+        url: &gateway,
+        customers: &tokens,
+        sellers: &sellers,
+    };
+    // The whole path's maximum: offered as many orders as the gateway places, how many it
+    // carries to Shipping per second.
+    let saturated = at_offered_rate(
+        &http,
+        &shop,
+        &gateway_calls,
+        &products,
+        through_gateway.rate,
+    )
+    .await;
+    wait_saga_settled(&http, &saga_url).await;
+    let mut offered = Vec::new();
+    for fraction in OFFERED_FRACTIONS {
+        let rate = fraction * saturated.carried_per_s;
+        offered.push((
+            fraction,
+            rate,
+            at_offered_rate(&http, &shop, &gateway_calls, &products, rate).await,
+        ));
+        wait_saga_settled(&http, &saga_url).await;
+    }
 
     let (to_payment, to_shipping) = end_to_end(&http, &shop, &product).await;
     let rss_mib = resident_mib();
@@ -128,6 +196,34 @@ async fn main() {
         100.0 * path_alone.rate / limit.rate
     );
     println!(
+        "| saga as two instances sharing the orders (both in this process): payments opened for {} more orders, from the first placement | {:.1} s ({:.0} orders/s; one instance: {:.0}) | |",
+        placed_for_two.latencies.len(),
+        drained_by_two_s,
+        placed_for_two.latencies.len() as f64 / drained_by_two_s,
+        placed.latencies.len() as f64 / drained_s
+    );
+    println!(
+        "| the whole path's maximum: offered {:.0} orders/s through the gateway for {} s ({OFFERED_PRODUCTS} products), a seller confirming each deposit once its payment opens: carried placed → Shipping | {:.0} orders/s ({} orders, {} calls refused) | |",
+        through_gateway.rate,
+        OFFERED_MS / 1000,
+        saturated.carried_per_s,
+        saturated.to_shipping.len(),
+        saturated.refused
+    );
+    for (fraction, rate, latencies) in &offered {
+        println!(
+            "| offered {:.0}% of the whole path's maximum ({rate:.0} orders/s for {} s through the gateway, {} placed, {} calls refused): placed → AwaitingDeposit / deposit confirmed → Shipping | p50 {:.1} / {:.1} ms, p99 {:.1} / {:.1} ms | |",
+            fraction * 100.0,
+            OFFERED_MS / 1000,
+            latencies.to_awaiting.len(),
+            latencies.refused,
+            percentile(&latencies.to_awaiting, 0.5),
+            percentile(&latencies.to_shipping, 0.5),
+            percentile(&latencies.to_awaiting, 0.99),
+            percentile(&latencies.to_shipping, 0.99)
+        );
+    }
+    println!(
         "| end to end, one order at a time: placed → payment open | p50 {:.1} ms, p99 {:.1} ms | |",
         percentile(&to_payment, 0.5),
         percentile(&to_payment, 0.99)
@@ -161,12 +257,16 @@ fn resident_mib() -> f64 {
 /// `GATEWAY_CUSTOMERS` customer accounts, password = name.
 fn bench_accounts() -> Vec<gateway::Account> {
     let hash = gateway::hash_password("bench").unwrap();
+    let account = |name: String, role| gateway::Account {
+        name,
+        role,
+        password_hash: hash.clone(),
+    };
     (0..GATEWAY_CUSTOMERS)
-        .map(|i| gateway::Account {
-            name: format!("bench{i}"),
-            role: gateway::Role::Customer,
-            password_hash: hash.clone(),
-        })
+        .map(|i| account(format!("bench{i}"), gateway::Role::Customer))
+        .chain(
+            (0..GATEWAY_SELLERS).map(|i| account(format!("benchseller{i}"), gateway::Role::Seller)),
+        )
         .collect()
 }
 
@@ -174,21 +274,229 @@ fn bench_accounts() -> Vec<gateway::Account> {
 async fn login_all(http: &reqwest::Client, gateway: &str) -> Vec<String> {
     let mut tokens = Vec::with_capacity(GATEWAY_CUSTOMERS);
     for i in 0..GATEWAY_CUSTOMERS {
-        let answer: Value = http
-            .post(format!("{gateway}/api/login"))
-            .json(&json!({ "name": format!("bench{i}"), "password": "bench" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens.push(answer["token"].as_str().unwrap().to_string());
+        tokens.push(login(http, gateway, &format!("bench{i}")).await);
     }
     tokens
 }
 
+async fn login(http: &reqwest::Client, gateway: &str, name: &str) -> String {
+    let answer: Value = http
+        .post(format!("{gateway}/api/login"))
+        .json(&json!({ "name": name, "password": "bench" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["token"].as_str().unwrap().to_string()
+}
+
+/// The gateway and who calls it.
+struct Gateway<'a> {
+    url: &'a str,
+    customers: &'a [String],
+    sellers: &'a [String],
+}
+
+/// One offered load's outcome: latencies in ms, and the calls the gateway refused.
+#[derive(Default)]
+struct Offered {
+    to_awaiting: Vec<f64>,
+    to_shipping: Vec<f64>,
+    refused: usize,
+    /// Orders shipped per second, from the first placement to the last shipment.
+    carried_per_s: f64,
+}
+
+/// When each step of one order happened.
+#[derive(Default, Clone, Copy)]
+struct Steps {
+    placed: Option<chrono::DateTime<chrono::Utc>>,
+    opened: Option<chrono::DateTime<chrono::Utc>>,
+    confirmed: Option<chrono::DateTime<chrono::Utc>>,
+    shipped: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+type Orders = Arc<std::sync::Mutex<std::collections::HashMap<String, Steps>>>;
+
+/// Places orders through the gateway at `rate` per second for `OFFERED_MS` whatever the answers
+/// take (open loop); a subscription to the store sees each payment open and has a seller
+/// confirm its deposit at once. Latencies end when `PayPlaced` and `OrderShipped` were written
+/// (their metadata's `at`), so measuring polls nothing.
+async fn at_offered_rate(
+    http: &reqwest::Client,
+    shop: &Shop,
+    gateway: &Gateway<'_>,
+    products: &[String],
+    rate: f64,
+) -> Offered {
+    let orders: Orders = Arc::default();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = eventstore::Client::new(shop.store_url().parse().unwrap()).unwrap();
+    let watcher = watch_steps(&store, http, gateway, &orders, &refused).await;
+    let count = (rate * OFFERED_MS as f64 / 1000.0) as usize;
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut placements = Vec::with_capacity(count);
+    for i in 0..count {
+        ticks.tick().await;
+        let (http, url) = (http.clone(), gateway.url.to_string());
+        let product = products[i % products.len()].clone();
+        let token = gateway.customers[i % gateway.customers.len()].clone();
+        let (orders, refused) = (orders.clone(), refused.clone());
+        placements.push(tokio::spawn(async move {
+            let placed = chrono::Utc::now();
+            match try_place_through_gateway(&http, &url, &token, &product).await {
+                Ok(order) => orders.lock().unwrap().entry(order).or_default().placed = Some(placed),
+                Err(_) => _ = refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            }
+        }));
+    }
+    for placement in placements {
+        placement.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_millis(SAGA_WAIT_MS_MAX);
+    while !all_shipped(&orders) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    watcher.abort();
+    let mut offered = Offered {
+        refused: refused.load(std::sync::atomic::Ordering::Relaxed),
+        ..Offered::default()
+    };
+    let ms = |d: chrono::TimeDelta| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    let all = orders.lock().unwrap();
+    let first_placed = all.values().filter_map(|s| s.placed).min();
+    let last_shipped = all.values().filter_map(|s| s.shipped).max();
+    if let (Some(first), Some(last)) = (first_placed, last_shipped) {
+        let shipped = all
+            .values()
+            .filter(|s| s.placed.is_some() && s.shipped.is_some());
+        offered.carried_per_s = shipped.count() as f64 / (ms(last - first) / 1000.0);
+    }
+    for steps in all.values() {
+        if let (Some(placed), Some(opened)) = (steps.placed, steps.opened) {
+            offered.to_awaiting.push(ms(opened - placed));
+        }
+        if let (Some(confirmed), Some(shipped)) = (steps.confirmed, steps.shipped) {
+            offered.to_shipping.push(ms(shipped - confirmed));
+        }
+    }
+    offered
+}
+
+fn all_shipped(orders: &Orders) -> bool {
+    let orders = orders.lock().unwrap();
+    orders
+        .values()
+        .filter(|steps| steps.placed.is_some())
+        .all(|steps| steps.shipped.is_some())
+}
+
+/// Follows the store from now on for payments opened (a seller confirms each deposit at once)
+/// and orders shipped, noting their commit times; returns once the subscription is live.
+async fn watch_steps(
+    store: &eventstore::Client,
+    http: &reqwest::Client,
+    gateway: &Gateway<'_>,
+    orders: &Orders,
+    refused: &Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    let filter =
+        eventstore::SubscriptionFilter::on_event_type().regex("^(PayPlaced|OrderShipped)$");
+    let options = eventstore::SubscribeToAllOptions::default()
+        .position(eventstore::StreamPosition::End)
+        .filter(filter);
+    let mut subscription = store.subscribe_to_all(&options).await;
+    while !matches!(
+        subscription.next_subscription_event().await.unwrap(),
+        eventstore::SubscriptionEvent::Confirmed(_)
+    ) {}
+    let (http, url, sellers) = (
+        http.clone(),
+        gateway.url.to_string(),
+        gateway.sellers.to_vec(),
+    );
+    let (orders, refused) = (orders.clone(), refused.clone());
+    tokio::spawn(async move {
+        let mut confirmations = 0;
+        while let Ok(event) = subscription.next().await {
+            let event = event.get_original_event();
+            let Some((_, order)) = event.stream_id.split_once('-') else {
+                continue;
+            };
+            let order = order.to_string();
+            let mut all = orders.lock().unwrap();
+            let steps = all.entry(order.clone()).or_default();
+            if event.event_type == "OrderShipped" {
+                steps.shipped = Some(written_at(event));
+                continue;
+            }
+            steps.opened = Some(written_at(event));
+            let seller = sellers[confirmations % sellers.len()].clone();
+            confirmations += 1;
+            let (http, url, orders, refused) =
+                (http.clone(), url.clone(), orders.clone(), refused.clone());
+            tokio::spawn(async move {
+                let confirmed = confirm_deposit(&http, &url, &seller, &order, &refused).await;
+                orders.lock().unwrap().entry(order).or_default().confirmed = Some(confirmed);
+            });
+        }
+    })
+}
+
+/// When the service that wrote the event appended it (its metadata's `at`: the official client
+/// gives the store's own time in whole seconds only).
+fn written_at(event: &eventstore::RecordedEvent) -> chrono::DateTime<chrono::Utc> {
+    let metadata: Value = serde_json::from_slice(&event.custom_metadata).unwrap_or(Value::Null);
+    metadata["at"]
+        .as_str()
+        .and_then(|at| at.parse().ok())
+        .unwrap_or(event.created)
+}
+
+/// Confirms the order's deposit as a seller, again after a pause while the gateway refuses (each
+/// refusal counted); when the confirmation that worked was sent.
+async fn confirm_deposit(
+    http: &reqwest::Client,
+    gateway: &str,
+    seller: &str,
+    order: &str,
+    refused: &std::sync::atomic::AtomicUsize,
+) -> chrono::DateTime<chrono::Utc> {
+    let deadline = Instant::now() + Duration::from_millis(SAGA_WAIT_MS_MAX);
+    while Instant::now() < deadline {
+        let sent = chrono::Utc::now();
+        let response = http
+            .post(format!("{gateway}/api/payments/{order}/deposit"))
+            .bearer_auth(seller)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 | 201 => return sent,
+            429 | 503 => _ = refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            status => panic!("confirming {order}: {status} {:?}", response.text().await),
+        }
+        tokio::time::sleep(Duration::from_millis(REFUSED_RETRY_MS)).await;
+    }
+    panic!("order {order}'s deposit was not confirmed within {SAGA_WAIT_MS_MAX} ms");
+}
+
 async fn place_through_gateway(http: &reqwest::Client, gateway: &str, token: &str, product: &str) {
+    if let Err(refusal) = try_place_through_gateway(http, gateway, token, product).await {
+        panic!("placing through the gateway: {refusal}");
+    }
+}
+
+/// The order placed, or the gateway's answer when it is not 201.
+async fn try_place_through_gateway(
+    http: &reqwest::Client,
+    gateway: &str,
+    token: &str,
+    product: &str,
+) -> Result<String, String> {
     let response = http
         .post(format!("{gateway}/api/orders"))
         .bearer_auth(token)
@@ -197,7 +505,11 @@ async fn place_through_gateway(http: &reqwest::Client, gateway: &str, token: &st
         .await
         .unwrap();
     let status = response.status().as_u16();
-    assert_eq!(status, 201, "{:?}", response.text().await);
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match body["orderId"].as_str() {
+        Some(order) if status == 201 => Ok(order.to_string()),
+        _ => Err(format!("{status} {body}")),
+    }
 }
 
 struct Measured {
@@ -292,6 +604,31 @@ async fn wait_saga_settled(http: &reqwest::Client, saga_url: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the saga did not settle within {SAGA_WAIT_MS_MAX} ms");
+}
+
+/// Waits until the saga instances at `sagas` split the partitions evenly among them.
+async fn wait_split(http: &reqwest::Client, sagas: &[String]) {
+    let deadline = Instant::now() + Duration::from_millis(SAGA_WAIT_MS_MAX);
+    while Instant::now() < deadline {
+        let mut held = Vec::new();
+        for saga in sagas {
+            let status: Value = http
+                .get(format!("{saga}/saga/status"))
+                .signed("system:bench")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            held.push(status["partitions"].as_array().map_or(0, Vec::len));
+        }
+        if held.iter().all(|n| *n == saga::PARTITIONS / sagas.len()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the saga instances did not split the partitions within {SAGA_WAIT_MS_MAX} ms");
 }
 
 /// Polls `url` every millisecond until `done(body)`; the time it took, in ms.
