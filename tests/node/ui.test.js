@@ -82,6 +82,11 @@ test("a customer orders, the seller confirms, the customer sees it ship and clos
   await awaiting.locator("button.confirm").click();
   await seller.waitForSelector(`#message.ok`);
   await seller.screenshot({ path: path.join(artifacts, "2-seller-confirmed.png"), fullPage: true });
+  // The seller's on-call view: the saga instance answers, holding every partition of the orders.
+  const saga = seller.locator("#sagas li.saga");
+  await saga.first().waitFor({ timeout: WAIT_MS_MAX });
+  assert.match(await saga.first().textContent(), /partitions 0, 1, 2/);
+  assert.match(await seller.locator("#on-call-summary").textContent(), /1 of 1 saga instances answering/);
 
   // No reload: the customer's page follows the live stream.
   const mine = customer.locator(`.order-card[data-order-id="${orderId}"]`);

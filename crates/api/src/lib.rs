@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod order;
 pub mod order_status;
 pub mod payment;
+pub mod saga;
 pub mod schema;
 
 use serde::de::DeserializeOwned;

@@ -35,6 +35,7 @@ pub const SHIPMENT_RECORDED: &str = "ShipmentRecorded";
 pub const SAGA_COMPLETED: &str = "SagaCompleted";
 pub const COMPENSATION_STARTED: &str = "CompensationStarted";
 pub const STOCK_RETURN_REQUESTED: &str = "StockReturnRequested";
+pub const TRIGGER_RETRIED: &str = "TriggerRetried";
 
 /// The data member that says which version of its type's shape an event has.
 pub const SCHEMA_VERSION_FIELD: &str = "schemaVersion";

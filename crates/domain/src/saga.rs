@@ -130,6 +130,17 @@ pub struct Step {
     pub order_status: OrderStatus,
 }
 
+/// Someone on call asked for the order's step, parked while a service it needs was
+/// unavailable, to be tried again now (who: the event's actor). Changes nothing in the saga.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerRetried {
+    pub order_id: OrderId,
+    /// The trigger that was parked, by name.
+    pub trigger: String,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompensationStarted {
@@ -150,6 +161,7 @@ pub enum SagaEvent {
     SagaCompleted(Step),
     CompensationStarted(CompensationStarted),
     StockReturnRequested(Step),
+    TriggerRetried(TriggerRetried),
 }
 
 event_contract!(SagaEvent {
@@ -161,6 +173,7 @@ event_contract!(SagaEvent {
     SagaCompleted = crate::contract::SAGA_COMPLETED,
     CompensationStarted = crate::contract::COMPENSATION_STARTED,
     StockReturnRequested = crate::contract::STOCK_RETURN_REQUESTED,
+    TriggerRetried = crate::contract::TRIGGER_RETRIED,
 });
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -162,6 +162,41 @@ impl Pool {
         }
     }
 
+    /// The request sent once to every process behind every replica — each address its host
+    /// name resolves to, so a headless Kubernetes Service reaches each pod — not through the
+    /// breaker (each answer, or why there is none, is wanted); with each process's URL.
+    pub async fn send_to_each(
+        &self,
+        request: Outgoing,
+    ) -> Vec<(String, Result<reqwest::Response, Failure>)> {
+        let mut answers = Vec::new();
+        for replica in &self.replicas {
+            for base in processes_of(&replica.base).await {
+                let mut builder = self
+                    .http
+                    .request(
+                        request.method.clone(),
+                        format!("{base}{}", request.path_and_query),
+                    )
+                    .headers(request.headers.clone());
+                if let Some(body) = &request.body {
+                    builder = builder.body(body.clone());
+                }
+                let answer = builder.send().await.map_err(|e| match e.is_timeout() {
+                    true => Failure::Timeout(self.name),
+                    false => Failure::Failed(self.name, e.to_string()),
+                });
+                answers.push((base, answer));
+            }
+        }
+        answers
+    }
+
+    /// The pool's name while its breaker is open.
+    pub fn breaker_open(&self) -> Option<&'static str> {
+        (!self.is_call_permitted()).then_some(self.name)
+    }
+
     /// One attempt at replica `at`.
     async fn send_to(&self, at: usize, request: &Outgoing) -> Result<reqwest::Response, Failed> {
         let replica = &self.replicas[at];
@@ -197,6 +232,39 @@ impl Pool {
                 Err(Failed::Unreached(Failure::Failed(name, e.to_string())))
             }
         }
+    }
+}
+
+/// Processes at most one replica URL's host name stands for.
+const PROCESSES_PER_NAME_MAX: usize = 16;
+
+/// The base URL of each process behind `base`: one per address its host resolves to (just
+/// `base` when it is an address, or does not resolve).
+async fn processes_of(base: &str) -> Vec<String> {
+    let Ok(url) = reqwest::Url::parse(base) else {
+        return vec![base.to_string()];
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return vec![base.to_string()];
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return vec![base.to_string()];
+    }
+    let resolved = tokio::net::lookup_host((host.to_string(), port)).await;
+    match resolved {
+        Ok(addrs) => {
+            let mut found: Vec<String> = addrs
+                .take(PROCESSES_PER_NAME_MAX)
+                .map(|addr| format!("{}://{addr}", url.scheme()))
+                .collect();
+            found.dedup();
+            if found.is_empty() {
+                vec![base.to_string()]
+            } else {
+                found
+            }
+        }
+        Err(_) => vec![base.to_string()],
     }
 }
 

@@ -26,6 +26,8 @@ use servicekit::{Problem, Stopping};
 use tower::ServiceBuilder;
 use uuid::Uuid;
 
+mod operator;
+
 use crate::accounts::{Claims, Role};
 use crate::pool::{Failure, Pool};
 use crate::Gateway;
@@ -52,7 +54,9 @@ const REQUEST_ID_BYTES_MAX: usize = 128;
     seller_orders,
     order_live,
     my_live,
-    status
+    status,
+    operator::view,
+    operator::retry
 ))]
 struct ApiDoc;
 
@@ -90,6 +94,8 @@ pub fn router(gateway: Shared, concurrent_requests_max: usize) -> Router {
         .route("/api/my/orders", get(my_orders))
         .route("/api/payments/:id/deposit", post(confirm_deposit))
         .route("/api/seller/orders", get(seller_orders))
+        .route("/api/operator", get(operator::view))
+        .route("/api/operator/orders/:id/retry", post(operator::retry))
         .route("/gateway/status", get(status))
         .layer(shed);
     // Live streams stay open: they have their own limit instead of taking request slots.
@@ -326,6 +332,28 @@ struct Forward<'a> {
 
 impl Forward<'_> {
     async fn send(self, gateway: &Gateway, live: bool) -> Result<reqwest::Response, Problem> {
+        let retry_safe = retry_safe(&self.method, &self.path, self.body.as_deref());
+        let pool = self.pool;
+        pool.send(self.outgoing(gateway, live), retry_safe)
+            .await
+            .map_err(|failure| refused(gateway, failure))
+    }
+
+    /// The request sent to every replica of the pool: each replica's base URL and answer.
+    async fn send_to_each(
+        self,
+        gateway: &Gateway,
+    ) -> Vec<(String, Result<reqwest::Response, Problem>)> {
+        let pool = self.pool;
+        let answers = pool.send_to_each(self.outgoing(gateway, false)).await;
+        answers
+            .into_iter()
+            .map(|(replica, answer)| (replica, answer.map_err(|failure| refused(gateway, failure))))
+            .collect()
+    }
+
+    /// The request as it goes upstream: the caller's identity signed, the hop's ids passed on.
+    fn outgoing(self, gateway: &Gateway, live: bool) -> crate::pool::Outgoing {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(REQUEST_ID, self.hop.request_id);
         if let Some(trace) = self.hop.trace {
@@ -351,18 +379,13 @@ impl Forward<'_> {
                 HeaderValue::from_static("application/json"),
             );
         }
-        let retry_safe = retry_safe(&self.method, &self.path, self.body.as_deref());
-        let outgoing = crate::pool::Outgoing {
+        crate::pool::Outgoing {
             method: self.method,
             path_and_query: self.path,
             headers,
             body: self.body,
             live,
-        };
-        self.pool
-            .send(outgoing, retry_safe)
-            .await
-            .map_err(|failure| refused(gateway, failure))
+        }
     }
 
     /// Forwards and hands the answer back as it is.

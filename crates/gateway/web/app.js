@@ -98,6 +98,7 @@ async function start() {
     follow();
   } else {
     await loadSeller();
+    loadOnCall().catch((error) => say(`On-call view: ${error.message}`));
   }
 }
 
@@ -259,6 +260,38 @@ async function loadSeller() {
   }));
 }
 
+// ---- on call -----------------------------------------------------------------------------
+// Every saga instance, its parked triggers (with a retry), and the orders stuck on a step the
+// shop works itself; the retry is recorded by the saga with the seller as who asked.
+
+async function loadOnCall() {
+  const view = await api("GET", "/api/operator");
+  const up = view.sagas.filter((s) => s.status);
+  const breakers = [...new Set(up.flatMap((s) => s.status.breakersOpen).concat(view.gatewayBreakersOpen))];
+  $("#on-call-summary").textContent =
+    `${up.length} of ${view.sagas.length} saga instances answering · breakers open: ${breakers.length ? breakers.join(", ") : "none"} · as of ${when(view.at)}`;
+  $("#sagas").replaceChildren(...view.sagas.map((s) => element("li", { class: "saga" },
+    s.status
+      ? element("div", {}, element("b", {}, s.url), ` · partitions ${s.status.partitions.join(", ") || "none"}`,
+        element("div", { class: "muted" },
+          `${s.status.caughtUp ? "caught up" : `catching up (${s.status.followerLagS.toFixed(1)} s without progress)`}` +
+          ` · ${s.status.unfinishedEvents} events in hand · ${s.status.depositTimers} deposit timers · ${s.status.parkedCount} parked` +
+          ` · breakers open: ${s.status.breakersOpen.join(", ") || "none"}`))
+      : element("div", {}, element("b", {}, s.url), ` · not answering: ${s.unreachable}`))));
+  const parked = up.flatMap((s) => s.status.parked);
+  $("#parked").replaceChildren(...parked.map((p) => element("li", { class: "parked", dataset: { orderId: p.orderId } },
+    element("div", { class: "row" },
+      element("div", {}, element("b", {}, p.trigger), ` · order ${p.orderId}`,
+        element("div", { class: "muted" }, `${p.reason} · since ${when(p.since)} · ${p.attempts} tries · ${p.behind} waiting behind`)),
+      button("Retry now", "retry", async () => {
+        const retried = await api("POST", `/api/operator/orders/${p.orderId}/retry`);
+        say(retried.stillParked ? `Still parked: ${retried.stillParked.reason}` : `${retried.trigger} went through.`, !retried.stillParked);
+        await loadOnCall();
+      })))));
+  $("#stuck").replaceChildren(...view.stuck.map((o) => element("li", { class: "stuck", dataset: { orderId: o.orderId } },
+    `Order ${o.orderId} · ${o.status} for ${o.forS} s`)));
+}
+
 async function register(event) {
   event.preventDefault();
   try {
@@ -275,5 +308,10 @@ $("#login-form").addEventListener("submit", login);
 $("#register-form").addEventListener("submit", register);
 $("#logout").addEventListener("click", logout);
 // The seller's queues change as customers order and pay: refresh them every few seconds.
-setInterval(() => { if (state.role === "seller" && state.token) loadSeller().catch(() => {}); }, 3000);
+setInterval(() => {
+  if (state.role === "seller" && state.token) {
+    loadSeller().catch(() => {});
+    loadOnCall().catch(() => {});
+  }
+}, 3000);
 start();

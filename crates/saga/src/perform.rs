@@ -36,9 +36,19 @@ pub enum Answer {
 }
 
 /// The service could not be reached, or did not give an answer the saga can act on: the step
-/// waits and is tried again. Never taken for a refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unavailable;
+/// waits and is tried again. Never taken for a refusal. Says why, for the person on call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+/// The service an action calls.
+fn service_of(action: &Action) -> &'static str {
+    match action {
+        Action::OpenPayment { .. } | Action::CancelPayment { .. } => "payment",
+        Action::TakeStock { .. } | Action::GiveStockBack { .. } => "inventory",
+        Action::StartDelivery(_) | Action::MarkDelivered { .. } => "delivery",
+        Action::MarkOrderShipped { .. } | Action::CancelOrder { .. } => "order",
+    }
+}
 
 impl Services {
     /// Makes the call for `action` once (with the upstream's own bounded retries).
@@ -48,7 +58,10 @@ impl Services {
             Ok(Some(refusal)) => meaning(action, &refusal),
             Err(e) => {
                 tracing::warn!(error = %e, ?action, "service unavailable; the step waits");
-                Err(Unavailable)
+                Err(Unavailable(format!(
+                    "{} did not answer: {e}",
+                    service_of(action)
+                )))
             }
         }
     }
@@ -158,7 +171,12 @@ fn meaning(action: &Action, refusal: &Refusal) -> Result<Answer, Unavailable> {
         }
         None => {
             tracing::error!(?action, ?refusal, "unexpected answer; the step waits");
-            Err(Unavailable)
+            Err(Unavailable(format!(
+                "{} answered {} ({}), which decides nothing",
+                service_of(action),
+                refusal.status,
+                refusal.detail
+            )))
         }
     }
 }

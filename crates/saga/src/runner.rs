@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -25,7 +25,6 @@ use domain::{Decider, OrderId};
 use eventlog::{
     Actor, ActorKind, Appended, EventLog, Followed, LogPosition, Metadata, CONFLICT_RETRIES_MAX,
 };
-use serde::Serialize;
 use servicekit::{Cause, Readiness, Running, TraceParent, Upstream};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -59,6 +58,8 @@ enum Job {
     /// Drop what is parked (the partition is being let go) and answer once done: whatever was
     /// handed before has been handled or dropped.
     Drop(tokio::sync::oneshot::Sender<()>),
+    /// Try the order's parked triggers again now; answers whether it had any.
+    RetryNow(OrderId, tokio::sync::oneshot::Sender<bool>),
 }
 
 struct Work {
@@ -161,6 +162,8 @@ struct Shared {
     /// Each held partition's bookkeeping as stored.
     books: tokio::sync::Mutex<Vec<Option<eventlog::Loaded<Books>>>>,
     deadlines: Mutex<HashMap<OrderId, Deadline>>,
+    /// The parked triggers as the status shows them, by order.
+    parked: Mutex<BTreeMap<OrderId, api::saga::ParkedTrigger>>,
     /// The reader has caught up with the store since it last began reading (or holds nothing).
     caught_up: AtomicBool,
     /// The lease table was renewed once and the partitions it gave were taken.
@@ -181,7 +184,7 @@ impl Shared {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(status))]
+#[openapi(paths(status, retry_parked))]
 struct ApiDoc;
 
 /// The saga's OpenAPI document.
@@ -217,6 +220,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         trackers: Mutex::new((0..PARTITIONS).map(|_| None).collect()),
         books: tokio::sync::Mutex::new((0..PARTITIONS).map(|_| None).collect()),
         deadlines: Mutex::default(),
+        parked: Mutex::default(),
         caught_up: AtomicBool::new(true),
         leased: AtomicBool::new(false),
         reread: tokio::sync::Notify::new(),
@@ -228,6 +232,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
     let routes = Router::new()
         .route("/saga/status", get(status))
+        .route(
+            "/saga/parked/:order_id/retry",
+            axum::routing::post(retry_parked),
+        )
         .with_state(Arc::clone(&shared));
     let mut running = servicekit::serve(
         "saga",
@@ -342,67 +350,140 @@ fn dispatch(shared: &Shared, seen: &eventlog::Seen, reading: u64) -> Option<Work
 /// trigger of the same order behind it, and tried again every `retry_pause`; the worker
 /// meanwhile goes on with other orders.
 async fn work(shared: Arc<Shared>, partition: usize, mut queue: mpsc::Receiver<Job>) {
-    let mut parked: HashMap<OrderId, VecDeque<Work>> = HashMap::new();
-    let mut parked_count = 0usize;
+    let mut parked = Parked::default();
     let mut retry = tokio::time::interval(shared.retry_pause);
     let parked_gauge =
         metrics::gauge!("minimall_saga_parked_triggers", "partition" => partition.to_string());
     loop {
-        parked_gauge.set(parked_count as f64);
+        parked_gauge.set(parked.count as f64);
         tokio::select! {
-            job = queue.recv(), if parked_count < PARKED_WORKS_MAX => {
+            job = queue.recv(), if parked.count < PARKED_WORKS_MAX => {
                 let work = match job {
                     None => return,
                     Some(Job::Drop(done)) => {
-                        parked.clear();
-                        parked_count = 0;
+                        parked.clear(&shared);
                         let _ = done.send(());
+                        continue;
+                    }
+                    Some(Job::RetryNow(order_id, answer)) => {
+                        let found = parked.orders.contains_key(&order_id);
+                        if found && shared.holds(partition) {
+                            parked.retry(&shared, order_id).await;
+                        }
+                        let _ = answer.send(found);
                         continue;
                     }
                     Some(Job::Work(_)) if !shared.holds(partition) => continue,
                     Some(Job::Work(work)) => work,
                 };
-                if let Some(waiting) = parked.get_mut(&work.order_id) {
-                    // One pending deposit-due check is enough (they carry no position).
-                    let repeated_timer = work.trigger == Trigger::DepositDue
-                        && waiting.iter().any(|w| w.trigger == Trigger::DepositDue);
-                    if !repeated_timer {
-                        waiting.push_back(work);
-                        parked_count += 1;
-                    }
+                if parked.orders.contains_key(&work.order_id) {
+                    parked.queue_behind(&shared, work);
                     continue;
                 }
-                if let Some(work) = run(&shared, work).await {
-                    parked.entry(work.order_id).or_default().push_back(work);
-                    parked_count += 1;
+                if let Some((work, reason)) = run(&shared, work).await {
+                    parked.park(&shared, work, reason);
                 }
             }
-            _ = retry.tick(), if !parked.is_empty() => {
+            _ = retry.tick(), if !parked.orders.is_empty() => {
                 if !shared.holds(partition) {
                     continue;
                 }
-                let orders: Vec<OrderId> = parked.keys().copied().collect();
+                let orders: Vec<OrderId> = parked.orders.keys().copied().collect();
                 for order_id in orders {
-                    let Some(waiting) = parked.get_mut(&order_id) else { continue };
-                    while let Some(work) = waiting.pop_front() {
-                        parked_count -= 1;
-                        if let Some(work) = run(&shared, work).await {
-                            waiting.push_front(work);
-                            parked_count += 1;
-                            break;
-                        }
-                    }
-                    if waiting.is_empty() {
-                        parked.remove(&order_id);
-                    }
+                    parked.retry(&shared, order_id).await;
                 }
             }
         }
     }
 }
 
-/// Handles one trigger; gives it back if a service it needs (or the store) is unavailable.
-async fn run(shared: &Shared, work: Work) -> Option<Work> {
+/// A worker's parked triggers, by order (the first one waits, the others are behind it), and
+/// what the status shows of them.
+#[derive(Default)]
+struct Parked {
+    orders: HashMap<OrderId, VecDeque<Work>>,
+    count: usize,
+}
+
+impl Parked {
+    /// Parks a trigger that could not be handled, at the head of its order's queue.
+    fn park(&mut self, shared: &Shared, work: Work, reason: String) {
+        let order_id = work.order_id;
+        let trigger = work.trigger.name().to_string();
+        let waiting = self.orders.entry(order_id).or_default();
+        waiting.push_front(work);
+        self.count += 1;
+        let behind = waiting.len() - 1;
+        let mut shown = lock(&shared.parked);
+        let view = shown
+            .entry(order_id)
+            .or_insert_with(|| api::saga::ParkedTrigger {
+                order_id: order_id.to_string(),
+                trigger: trigger.clone(),
+                reason: reason.clone(),
+                since: Utc::now(),
+                attempts: 0,
+                behind,
+            });
+        if view.trigger != trigger {
+            view.since = Utc::now();
+            view.attempts = 0;
+        }
+        view.trigger = trigger;
+        view.reason = reason;
+        view.attempts += 1;
+        view.behind = behind;
+    }
+
+    /// A later trigger of an order that has one parked waits behind it.
+    fn queue_behind(&mut self, shared: &Shared, work: Work) {
+        let Some(waiting) = self.orders.get_mut(&work.order_id) else {
+            return;
+        };
+        // One pending deposit-due check is enough (they carry no position).
+        let repeated_timer = work.trigger == Trigger::DepositDue
+            && waiting.iter().any(|w| w.trigger == Trigger::DepositDue);
+        if repeated_timer {
+            return;
+        }
+        let order_id = work.order_id;
+        waiting.push_back(work);
+        self.count += 1;
+        if let Some(view) = lock(&shared.parked).get_mut(&order_id) {
+            view.behind = waiting.len() - 1;
+        }
+    }
+
+    /// Tries the order's parked triggers again, in order, until one must wait again.
+    async fn retry(&mut self, shared: &Shared, order_id: OrderId) {
+        let Some(mut waiting) = self.orders.remove(&order_id) else {
+            return;
+        };
+        self.count -= waiting.len();
+        lock(&shared.parked).remove(&order_id);
+        while let Some(work) = waiting.pop_front() {
+            if let Some((work, reason)) = run(shared, work).await {
+                self.count += waiting.len();
+                self.orders.insert(order_id, waiting);
+                self.park(shared, work, reason);
+                return;
+            }
+        }
+    }
+
+    fn clear(&mut self, shared: &Shared) {
+        let mut shown = lock(&shared.parked);
+        for order_id in self.orders.keys() {
+            shown.remove(order_id);
+        }
+        self.orders.clear();
+        self.count = 0;
+    }
+}
+
+/// Handles one trigger; gives it back, with why, if a service it needs (or the store) is
+/// unavailable.
+async fn run(shared: &Shared, work: Work) -> Option<(Work, String)> {
     let started = std::time::Instant::now();
     let span = tracing::info_span!(
         "saga_step",
@@ -425,7 +506,7 @@ async fn run(shared: &Shared, work: Work) -> Option<Work> {
     };
     let handled = handle(shared, &work).instrument(span).await;
     let outcome = match handled {
-        Handled::Parked => "parked",
+        Handled::Parked(_) => "parked",
         Handled::Done { .. } => "done",
     };
     metrics::histogram!(
@@ -435,7 +516,7 @@ async fn run(shared: &Shared, work: Work) -> Option<Work> {
     )
     .record(started.elapsed().as_secs_f64());
     let due_at = match handled {
-        Handled::Parked => return Some(work),
+        Handled::Parked(reason) => return Some((work, reason)),
         Handled::Done { due_at } => due_at,
     };
     let timer = {
@@ -469,9 +550,9 @@ async fn run(shared: &Shared, work: Work) -> Option<Work> {
 enum Handled {
     /// Handled; the saga now waits for a deposit due then, if it does.
     Done { due_at: Option<DateTime<Utc>> },
-    /// A service the step needs, or the store, is unavailable: nothing was recorded; try
+    /// A service the step needs, or the store, is unavailable (why): nothing was recorded; try
     /// again later.
-    Parked,
+    Parked(String),
 }
 
 /// Reacts to one trigger and to the news its calls bring, making every call first and then
@@ -489,7 +570,7 @@ async fn handle(shared: &Shared, work: &Work) -> Handled {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!(error = %e, %stream, "cannot load the saga; parked");
-                return Handled::Parked;
+                return Handled::Parked(format!("the store did not give the saga's stream: {e}"));
             }
         };
         let mut state = loaded.state.clone();
@@ -508,7 +589,7 @@ async fn handle(shared: &Shared, work: &Work) -> Handled {
                     continue;
                 }
                 match shared.services.perform(action, work.cause).await {
-                    Err(Unavailable) => return Handled::Parked,
+                    Err(Unavailable(reason)) => return Handled::Parked(reason),
                     Ok(Answer::News(trigger)) => news = Some(trigger),
                     Ok(Answer::PaymentKept) => payment_kept = true,
                     Ok(Answer::Done) => {}
@@ -550,12 +631,12 @@ async fn handle(shared: &Shared, work: &Work) -> Handled {
             Ok(Appended::Conflict) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, %stream, "cannot record the saga's step; parked");
-                return Handled::Parked;
+                return Handled::Parked(format!("the store did not record the step: {e}"));
             }
         }
     }
     tracing::warn!(%stream, "the saga's stream kept changing; parked");
-    Handled::Parked
+    Handled::Parked("the saga's stream kept changing under it".to_string())
 }
 
 /// Fires deposit timers: the order's worker gets a `DepositDue` trigger.
@@ -861,36 +942,17 @@ async fn store_record(
     stored
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct Status {
-    /// This instance in the lease table (new at every start).
-    instance: Uuid,
-    /// The partitions of the orders it works now.
-    partitions: Vec<usize>,
-    caught_up: bool,
-    /// Whether this run has taken the partitions the lease table gives it and read their
-    /// bookkeeping…
-    checkpoint_read: bool,
-    /// …and the oldest checkpoint they were taken at (`null`: from the start of the log).
-    #[schema(value_type = Option<Object>)]
-    started_after: Option<LogPosition>,
-    /// The oldest checkpoint of the partitions it works.
-    #[schema(value_type = Option<Object>)]
-    checkpoint: Option<LogPosition>,
-    /// Entries the checkpoint trackers hold (unfinished events and runs of finished ones).
-    pending_events: usize,
-    /// Events being handled (handed to a worker, not finished).
-    unfinished_events: usize,
-    deposit_timers: usize,
-    /// Services whose circuit breaker is open: the saga waits for them.
-    breakers_open: Vec<&'static str>,
+fn position(p: LogPosition) -> api::saga::Position {
+    api::saga::Position {
+        commit: p.commit,
+        prepare: p.prepare,
+    }
 }
 
 #[utoipa::path(get, path = "/saga/status", tag = "saga",
-    description = "Where this process manager instance stands: its partitions, caught up, their oldest checkpoint, the events it is handling, its timers, open breakers.",
-    responses((status = 200, description = "its status", body = Status)))]
-async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
+    description = "Where this process manager instance stands: its partitions, caught up, their oldest checkpoint, the events it is handling, its timers, open breakers, parked triggers.",
+    responses((status = 200, description = "its status", body = api::saga::SagaStatus)))]
+async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<api::saga::SagaStatus> {
     let (partitions, started_after, checkpoint, pending_events, unfinished_events) = {
         let trackers = lock(&shared.trackers);
         let held: Vec<(usize, &Tracker)> = trackers
@@ -915,20 +977,119 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<Status> {
     ]
     .into_iter()
     .filter(|u| !u.is_call_permitted())
-    .map(|u| u.service())
+    .map(|u| u.service().to_string())
     .collect();
-    axum::Json(Status {
-        instance: shared.instance,
+    let (parked, parked_count) = {
+        let shown = lock(&shared.parked);
+        let mut parked: Vec<api::saga::ParkedTrigger> = shown.values().cloned().collect();
+        parked.sort_by_key(|p| p.since);
+        parked.truncate(api::saga::PARKED_SHOWN_MAX);
+        (parked, shown.values().map(|p| p.behind + 1).sum())
+    };
+    let follower_lag_s = eventlog::stalled_followers(Duration::ZERO)
+        .into_iter()
+        .filter(|(name, _)| *name == "saga")
+        .map(|(_, still)| still.as_secs_f64())
+        .fold(0.0, f64::max);
+    axum::Json(api::saga::SagaStatus {
+        instance: shared.instance.to_string(),
         checkpoint_read: shared.leased.load(Ordering::Acquire),
         partitions,
         caught_up: shared.caught_up.load(Ordering::Acquire),
-        started_after,
-        checkpoint,
+        started_after: started_after.map(position),
+        checkpoint: checkpoint.map(position),
         pending_events,
         unfinished_events,
         deposit_timers: lock(&shared.deadlines).len(),
         breakers_open,
+        follower_lag_s,
+        parked,
+        parked_count,
     })
+}
+
+#[utoipa::path(post, path = "/saga/parked/{order_id}/retry", tag = "saga",
+    params(("order_id" = String, Path, description = "the order's id (a UUID)")),
+    description = "Seller or system: the order's parked trigger is tried again now, and the request recorded on its saga stream (`TriggerRetried`, with who asked).",
+    responses(
+        (status = 200, description = "tried again", body = api::saga::Retried),
+        (status = 404, description = "nothing parked for the order on this instance")))]
+async fn retry_parked(
+    State(shared): State<Arc<Shared>>,
+    caller: servicekit::Caller,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<api::saga::Retried>, servicekit::Problem> {
+    use servicekit::Problem;
+    caller.must_be(
+        &[ActorKind::Seller, ActorKind::System],
+        "retry a parked trigger",
+    )?;
+    let order_id = OrderId::parse(&order_id).map_err(|e| Problem::invalid_field("orderId", &e))?;
+    let partition = partition_of(order_id);
+    let trigger = match lock(&shared.parked).get(&order_id) {
+        Some(parked) if shared.holds(partition) => parked.trigger.clone(),
+        _ => {
+            return Err(Problem::not_found(format!(
+                "nothing is parked for order {order_id} on this saga instance"
+            )))
+        }
+    };
+    record_retry(&shared, &caller, order_id, &trigger).await?;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let job = Job::RetryNow(order_id, answer);
+    if shared.workers[partition].send(job).await.is_err() || answered.await.is_err() {
+        return Err(Problem::unavailable("the saga is stopping", 1));
+    }
+    Ok(axum::Json(api::saga::Retried {
+        order_id: order_id.to_string(),
+        trigger,
+        still_parked: lock(&shared.parked).get(&order_id).cloned(),
+    }))
+}
+
+/// Appends `TriggerRetried` to the order's saga stream at its expected revision.
+async fn record_retry(
+    shared: &Shared,
+    caller: &servicekit::Caller,
+    order_id: OrderId,
+    trigger: &str,
+) -> Result<(), servicekit::Problem> {
+    let stream = format!("saga-{order_id}");
+    let event = domain::saga::SagaEvent::TriggerRetried(domain::saga::TriggerRetried {
+        order_id,
+        trigger: trigger.to_string(),
+        at: Utc::now(),
+    });
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, %stream, "cannot record the retry");
+        servicekit::Problem::unavailable("the event store cannot be reached", 1)
+    };
+    for _ in 0..=CONFLICT_RETRIES_MAX {
+        let loaded = shared
+            .log
+            .load::<Saga>(&stream)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let metadata = caller.metadata(order_id.as_uuid());
+        match shared
+            .log
+            .append(
+                &stream,
+                loaded.revision,
+                std::slice::from_ref(&event),
+                &metadata,
+            )
+            .await
+        {
+            Ok(Appended::Written { .. }) => return Ok(()),
+            Ok(Appended::Conflict) => continue,
+            Err(e) => return Err(unavailable(&e)),
+        }
+    }
+    Err(servicekit::Problem::unavailable(
+        "the saga's stream kept changing; try again",
+        1,
+    ))
 }
 
 #[cfg(test)]

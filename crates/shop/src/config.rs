@@ -278,6 +278,13 @@ pub struct DeliveryUrl {
     pub delivery_url: String,
 }
 
+/// The saga's instances, for the gateway's operator view (comma-separated).
+#[derive(Args, Debug, Clone)]
+pub struct SagaUrl {
+    #[arg(long, env = "MINIMALL_SAGA_URL", default_value_t = Urls::local().saga)]
+    pub saga_url: String,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct OrderStatusUrl {
     #[arg(long, env = "MINIMALL_ORDER_STATUS_URL", default_value_t = Urls::local().order_status)]
@@ -491,6 +498,8 @@ pub enum Part {
         #[command(flatten)]
         order_status: OrderStatusUrl,
         #[command(flatten)]
+        saga: SagaUrl,
+        #[command(flatten)]
         token: TokenArgs,
         #[command(flatten)]
         accounts: AccountsArgs,
@@ -576,6 +585,7 @@ impl ServeArgs {
                 payment,
                 inventory,
                 order_status,
+                saga,
                 token,
                 accounts,
                 demo_accounts,
@@ -586,6 +596,7 @@ impl ServeArgs {
                 urls.payment = payment.payment_url.clone();
                 urls.inventory = inventory.inventory_url.clone();
                 urls.order_status = order_status.order_status_url.clone();
+                urls.saga = saga.saga_url.clone();
                 parts.gateway.token_secret =
                     token.secret()?.ok_or(ConfigError::MissingTokenSecret)?;
                 parts.gateway.accounts = match accounts.accounts()? {

@@ -206,6 +206,7 @@ impl Shop {
                 inventory: self.url(Service::Inventory),
                 delivery: self.url(Service::Delivery),
                 order_status: self.url(Service::OrderStatus),
+                saga: self.url(Service::Saga),
             },
             order_status_database: self.settings.data_dir.join(config::ORDER_STATUS_FILE),
             ..self.settings.parts.clone()

@@ -66,6 +66,8 @@ pub struct Urls {
     pub inventory: String,
     pub delivery: String,
     pub order_status: String,
+    /// The saga's instances (the gateway asks each for the operator's view).
+    pub saga: String,
 }
 
 impl Urls {
@@ -78,6 +80,7 @@ impl Urls {
             inventory: url(Service::Inventory),
             delivery: url(Service::Delivery),
             order_status: url(Service::OrderStatus),
+            saga: url(Service::Saga),
         }
     }
 }
@@ -228,6 +231,7 @@ fn gateway_settings(listen: Listen, settings: &PartSettings) -> gateway::Setting
         payment: pool(&settings.urls.payment),
         inventory: pool(&settings.urls.inventory),
         order_status: pool(&settings.urls.order_status),
+        saga: pool(&settings.urls.saga),
         concurrent_requests_max: own.concurrent_requests_max,
         client_requests_per_s: own.client_requests_per_s,
         client_burst: own.client_burst,

@@ -64,6 +64,7 @@ impl Plan {
         let delivery = replicas_of(p.delivery)?;
         let order = replicas_of(p.order)?;
         let saga = replicas_of(p.saga)?;
+        let saga_urls = addrs(&saga);
         let gateway = sockets.bind(p.gateway, 0)?;
         let urls = Replicas {
             order: addrs(&order),
@@ -149,6 +150,8 @@ impl Plan {
             urls.inventory.join(","),
             "--order-status-url".into(),
             urls.order_status.join(","),
+            "--saga-url".into(),
+            saga_urls.join(","),
             "--token-secret-file".into(),
             path(&token),
         ]);

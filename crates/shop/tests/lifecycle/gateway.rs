@@ -140,6 +140,13 @@ async fn every_route_admits_exactly_who_it_should() {
             None,
             [401, 403, 403, 200],
         ),
+        (M::GET, "/api/operator".into(), None, [401, 403, 403, 200]),
+        (
+            M::POST,
+            format!("/api/operator/orders/{order}/retry"),
+            None,
+            [401, 403, 403, 404],
+        ),
         (
             M::POST,
             format!("/api/payments/{order}/deposit"),

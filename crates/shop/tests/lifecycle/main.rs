@@ -9,6 +9,7 @@ mod graceful_stop;
 mod happy_path;
 mod helpers;
 mod hot_product;
+mod on_call;
 mod outages;
 mod read_model;
 mod receipt_and_overdue;
