@@ -130,3 +130,80 @@ async fn a_restarted_saga_rearms_a_deposit_timer_without_replaying_back_to_it() 
     assert!(kept.iter().any(|e| e == "DepositTimersCounted"), "{kept:?}");
     t.stop().await;
 }
+
+/// A store whose saga bookkeeping was written before the orders were split into partitions
+/// (one `saga-checkpoint` for all): each partition takes up the old checkpoint and the timers
+/// of its own orders, so a saga of this version reads on from there with every timer armed.
+#[tokio::test(flavor = "multi_thread")]
+async fn bookkeeping_from_before_partitions_is_taken_up_by_each_partition() {
+    use eventstore::{AppendToStreamOptions, EventData, ExpectedRevision};
+    let dir = tempfile::tempdir().unwrap();
+    let store = estore::start(estore::Settings::ephemeral(dir.path()))
+        .await
+        .unwrap();
+    let client = eventstore::Client::new(store.connection_string().parse().unwrap()).unwrap();
+    let metadata = json!({
+        "$correlationId": uuid::Uuid::nil(),
+        "$causationId": uuid::Uuid::nil(),
+        "actor": { "kind": "system", "id": "saga" },
+        "at": chrono::Utc::now(),
+    });
+    let event = |event_type: &str, data: serde_json::Value| {
+        EventData::json(event_type, &data)
+            .unwrap()
+            .metadata_as_json(&metadata)
+            .unwrap()
+    };
+    // The old saga's bookkeeping: a first checkpoint (whose own position it then read up to),
+    // then a count with two orders awaiting their deposit, in two different partitions.
+    let mut orders = Vec::new();
+    while orders.len() < 2 {
+        let order = domain::OrderId::new();
+        if orders
+            .iter()
+            .all(|o| saga::partition_of(*o) != saga::partition_of(order))
+        {
+            orders.push(order);
+        }
+    }
+    let options = AppendToStreamOptions::default().expected_revision(ExpectedRevision::Any);
+    let first = event("CheckpointStored", json!({ "commit": 0, "prepare": 0 }));
+    let read_up_to = client
+        .append_to_stream(saga::CHECKPOINT_STREAM, &options, first)
+        .await
+        .unwrap()
+        .position;
+    let due_at = chrono::Utc::now() + chrono::Duration::days(3);
+    let timers: Vec<_> = orders
+        .iter()
+        .map(|order| json!({ "orderId": order, "dueAt": due_at }))
+        .collect();
+    let count = json!({
+        "checkpoint": { "commit": read_up_to.commit, "prepare": read_up_to.prepare },
+        "timers": timers,
+    });
+    client
+        .append_to_stream(
+            saga::CHECKPOINT_STREAM,
+            &options,
+            event("DepositTimersCounted", count),
+        )
+        .await
+        .unwrap();
+
+    let url = store.connection_string();
+    let t = spawn_shop_with(|settings| settings.store_url = Some(url)).await;
+    eventually("the saga takes up its partitions", || async {
+        let status = t.get(Service::Saga, "/saga/status").await.body;
+        status["checkpointRead"] == true
+    })
+    .await;
+    let status = t.get(Service::Saga, "/saga/status").await.body;
+    assert_eq!(status["depositTimers"], 2, "{status}");
+    assert_eq!(
+        status["startedAfter"]["commit"].as_u64(),
+        Some(read_up_to.commit),
+        "read on from the old checkpoint, not from the start: {status}"
+    );
+    t.stop().await;
+}
