@@ -30,9 +30,10 @@ const RUN_S_MAX: u64 = 3_600;
 /// Pause between two kills, in milliseconds (each a random one in this range), and most kills.
 const KILL_PAUSE_MS: (u64, u64) = (1_000, 3_000);
 const KILLS_MAX: usize = 2_000;
-/// Products the run sells, and the stock each starts with (small: some orders run out of it).
+/// Products the run sells, and the stock each starts with (a long run sells out: then orders
+/// are cancelled out of stock, and stock added brings some back).
 const PRODUCTS: usize = 3;
-const INITIAL_STOCK: i64 = 40;
+const INITIAL_STOCK: i64 = 300;
 /// Customer tasks (each as alice or bob) and the pause between two of their actions, in ms.
 const CUSTOMER_TASKS: usize = 4;
 const ACTION_PAUSE_MS: (u64, u64) = (50, 250);
