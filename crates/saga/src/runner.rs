@@ -168,18 +168,36 @@ struct Shared {
     caught_up: AtomicBool,
     /// The lease table was renewed once and the partitions it gave were taken.
     leased: AtomicBool,
+    /// When this instance started, and when (ms after) the last renewal that was written began.
+    born: std::time::Instant,
+    renewed_ms: std::sync::atomic::AtomicU64,
+    /// No renewal was written for `FENCE_MS`: nothing is worked until every partition is let
+    /// go and taken again (set by the fence watch, even while a renewal hangs).
+    fenced: AtomicBool,
     /// A partition was taken: the reader reads again from the oldest checkpoint.
     reread: tokio::sync::Notify,
     workers: Vec<mpsc::Sender<Job>>,
 }
 
 impl Shared {
+    /// Whether this instance may work the partition now: taken, and not fenced.
     fn holds(&self, partition: usize) -> bool {
+        self.taken(partition) && !self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Whether the partition is taken up (its tracker and bookkeeping loaded), fenced or not.
+    fn taken(&self, partition: usize) -> bool {
         self.held[partition].load(Ordering::Acquire)
     }
 
     fn held_partitions(&self) -> Vec<usize> {
-        (0..PARTITIONS).filter(|p| self.holds(*p)).collect()
+        (0..PARTITIONS).filter(|p| self.taken(*p)).collect()
+    }
+
+    /// Milliseconds since the last renewal that was written began.
+    fn since_renewed_ms(&self) -> u64 {
+        let now = self.born.elapsed().as_millis() as u64;
+        now.saturating_sub(self.renewed_ms.load(Ordering::Acquire))
     }
 }
 
@@ -223,6 +241,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         parked: Mutex::default(),
         caught_up: AtomicBool::new(true),
         leased: AtomicBool::new(false),
+        born: std::time::Instant::now(),
+        renewed_ms: std::sync::atomic::AtomicU64::new(0),
+        fenced: AtomicBool::new(false),
         reread: tokio::sync::Notify::new(),
         workers: senders,
     });
@@ -259,6 +280,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             Arc::clone(&shared),
             settings.checkpoint_interval,
         )))
+        .with_worker(tokio::spawn(watch_fence(Arc::clone(&shared))))
         .with_finishing_worker(tokio::spawn(hold_leases(shared, stopping))))
 }
 
@@ -766,7 +788,6 @@ async fn let_go(shared: &Shared, partition: usize, store: bool) {
 /// take them at once.
 async fn hold_leases(shared: Arc<Shared>, stopping: servicekit::Stopping) {
     let mut heartbeats = Heartbeats::default();
-    let mut renewed_at = std::time::Instant::now();
     let mut bounded = false;
     let mut tick = tokio::time::interval(Duration::from_millis(RENEW_MS));
     let stop = stopping.wait();
@@ -783,7 +804,7 @@ async fn hold_leases(shared: Arc<Shared>, stopping: servicekit::Stopping) {
                 .await
                 .is_ok();
         }
-        if renewed_at.elapsed() > Duration::from_millis(FENCE_MS) {
+        if shared.fenced.load(Ordering::Acquire) || shared.since_renewed_ms() > FENCE_MS {
             for partition in shared.held_partitions() {
                 tracing::warn!(
                     partition,
@@ -791,11 +812,9 @@ async fn hold_leases(shared: Arc<Shared>, stopping: servicekit::Stopping) {
                 );
                 let_go(&shared, partition, false).await;
             }
+            shared.fenced.store(false, Ordering::Release);
         }
-        let attempt = std::time::Instant::now();
-        if renew(&shared, &mut heartbeats, false).await {
-            renewed_at = attempt;
-        }
+        renew(&shared, &mut heartbeats, false).await;
     }
     for partition in shared.held_partitions() {
         let_go(&shared, partition, true).await;
@@ -803,10 +822,35 @@ async fn hold_leases(shared: Arc<Shared>, stopping: servicekit::Stopping) {
     renew(&shared, &mut heartbeats, true).await;
 }
 
+/// How often the fence is checked, in milliseconds.
+const FENCE_CHECK_MS: u64 = 100;
+
+/// Fences this instance once no renewal was written for `FENCE_MS`, even while a renewal is
+/// still waiting for the store: its workers then drop their work (taken again, from the stored
+/// checkpoints, once the leases are renewed), so it has stopped before the others, at
+/// `LEASE_MS`, take its partitions.
+async fn watch_fence(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(FENCE_CHECK_MS));
+    loop {
+        tick.tick().await;
+        let holding = !shared.held_partitions().is_empty();
+        if holding
+            && shared.since_renewed_ms() > FENCE_MS
+            && !shared.fenced.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(
+                since_renewed_ms = shared.since_renewed_ms(),
+                "the saga's leases were not renewed: it stops working"
+            );
+        }
+    }
+}
+
 /// Writes this instance's next table (`leaving`: without it) at the table's expected revision,
 /// again on a conflict, and works what it says; whether it was written.
 async fn renew(shared: &Shared, heartbeats: &mut Heartbeats, leaving: bool) -> bool {
     let me = shared.instance;
+    let attempt = shared.born.elapsed().as_millis() as u64;
     for _ in 0..=CONFLICT_RETRIES_MAX {
         let table = match shared.log.load::<Leases>(LEASE_STREAM).await {
             Ok(table) => table,
@@ -832,7 +876,8 @@ async fn renew(shared: &Shared, heartbeats: &mut Heartbeats, leaving: bool) -> b
             .append(LEASE_STREAM, table.revision, &events, &system_metadata())
             .await
         {
-            Ok(Appended::Written { .. }) => {}
+            // Renewed as of when this attempt began (taking partitions does not count).
+            Ok(Appended::Written { .. }) => shared.renewed_ms.store(attempt, Ordering::Release),
             Ok(Appended::Conflict) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot renew the saga's lease");
@@ -840,7 +885,7 @@ async fn renew(shared: &Shared, heartbeats: &mut Heartbeats, leaving: bool) -> b
             }
         }
         for partition in mine {
-            if !shared.holds(partition) {
+            if !shared.taken(partition) {
                 if let Err(e) = take(shared, partition).await {
                     tracing::warn!(error = %e, partition, "cannot take the partition yet");
                 }
@@ -955,9 +1000,11 @@ fn position(p: LogPosition) -> api::saga::Position {
 async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<api::saga::SagaStatus> {
     let (partitions, started_after, checkpoint, pending_events, unfinished_events) = {
         let trackers = lock(&shared.trackers);
+        // Only what it works now: a partition being let go, or fenced, is not.
         let held: Vec<(usize, &Tracker)> = trackers
             .iter()
             .enumerate()
+            .filter(|(p, _)| shared.holds(*p))
             .filter_map(|(p, t)| t.as_ref().map(|t| (p, t)))
             .collect();
         (

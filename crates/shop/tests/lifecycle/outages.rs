@@ -313,3 +313,36 @@ async fn with_the_store_away_commands_are_shed_and_when_it_is_back_every_followe
     }
     t.stop().await;
 }
+
+/// A saga that cannot renew its leases (the store is gone) stops working its partitions before
+/// another instance could take them over, and takes them up again once the store is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saga_that_cannot_renew_its_leases_stops_working_and_resumes_once_it_can() {
+    let mut t = spawn_shop().await;
+    let product = t.product("Kukicha", 600, 10).await;
+    let partitions =
+        |status: &serde_json::Value| status["partitions"].as_array().map_or(0, Vec::len);
+    eventually("the saga holds every partition", || async {
+        partitions(&t.get(Service::Saga, "/saga/status").await.body) == saga::PARTITIONS
+    })
+    .await;
+    t.shop.stop_store().await;
+    let stopped = std::time::Instant::now();
+    eventually("the saga stops working its partitions", || async {
+        partitions(&t.get(Service::Saga, "/saga/status").await.body) == 0
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < std::time::Duration::from_millis(saga::LEASE_MS),
+        "fenced after {:?}: before another instance would take over",
+        stopped.elapsed()
+    );
+    t.shop.start_store().await.unwrap();
+    eventually("the saga takes its partitions up again", || async {
+        partitions(&t.get(Service::Saga, "/saga/status").await.body) == saga::PARTITIONS
+    })
+    .await;
+    let order = t.place("alice", &product, 1).await;
+    t.payment_opened(&order).await;
+    t.stop().await;
+}
