@@ -88,3 +88,18 @@ pub struct OrderSummary {
     pub row: OrderRow,
     pub product_name: Option<String>,
 }
+
+/// Where one read-model replica stands (`GET /status`), for the person on call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadModelStatus {
+    /// It has reached the end of the log since it started (it answers queries).
+    pub caught_up: bool,
+    /// Its last write to its database succeeded.
+    pub writing: bool,
+    /// The log position of the last event it applied (`null`: none yet).
+    pub applied: Option<crate::saga::Position>,
+    /// Seconds its follower has been catching up without handing out an event (0 when it is
+    /// live).
+    pub follower_lag_s: f64,
+}

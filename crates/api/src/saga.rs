@@ -88,11 +88,21 @@ pub struct StuckOrder {
     pub for_s: i64,
 }
 
+/// One read-model replica as the operator sees it: its status, or why it could not be asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadModelView {
+    pub url: String,
+    pub status: Option<crate::order_status::ReadModelStatus>,
+    pub unreachable: Option<String>,
+}
+
 /// What the person on call needs on one page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperatorView {
     pub sagas: Vec<SagaInstanceView>,
+    pub read_models: Vec<ReadModelView>,
     /// Orders on a step the shop works itself for more than `stuckAfterS`, oldest first.
     pub stuck: Vec<StuckOrder>,
     pub stuck_after_s: i64,

@@ -278,6 +278,12 @@ async function loadOnCall() {
           ` · ${s.status.unfinishedEvents} events in hand · ${s.status.depositTimers} deposit timers · ${s.status.parkedCount} parked` +
           ` · breakers open: ${s.status.breakersOpen.join(", ") || "none"}`))
       : element("div", {}, element("b", {}, s.url), ` · not answering: ${s.unreachable}`))));
+  $("#read-models").replaceChildren(...view.readModels.map((r) => element("li", { class: "read-model" },
+    element("b", {}, r.url), " · ",
+    r.status
+      ? `${r.status.caughtUp ? "caught up" : `catching up (${r.status.followerLagS.toFixed(1)} s without progress)`}` +
+        `${r.status.writing ? "" : " · its database refuses writes"} · applied up to ${r.status.applied ? r.status.applied.commit : "nothing yet"}`
+      : `not answering: ${r.unreachable}`)));
   const parked = up.flatMap((s) => s.status.parked);
   $("#parked").replaceChildren(...parked.map((p) => element("li", { class: "parked", dataset: { orderId: p.orderId } },
     element("div", { class: "row" },

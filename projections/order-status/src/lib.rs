@@ -118,6 +118,7 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         .route("/customers/:customer_id/live", get(customer_live))
         .route("/seller/orders", get(seller_orders))
         .route("/admin/rebuild", post(start_rebuild).get(rebuild_progress))
+        .route("/status", get(status))
         .with_state(shared);
     Ok(servicekit::serve(
         "order-status",
@@ -140,9 +141,33 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
     order_live,
     customer_live,
     start_rebuild,
-    rebuild_progress
+    rebuild_progress,
+    status
 ))]
 struct ApiDoc;
+
+#[utoipa::path(get, path = "/status", tag = "order-status",
+    description = "Where this replica stands: caught up, writing, the last event applied, its follower's lag.",
+    responses((status = 200, description = "its status", body = api::order_status::ReadModelStatus)))]
+async fn status(
+    State(shared): State<Arc<Shared>>,
+) -> axum::Json<api::order_status::ReadModelStatus> {
+    let applied = *shared.applied.borrow();
+    let follower_lag_s = eventlog::stalled_followers(Duration::ZERO)
+        .into_iter()
+        .filter(|(name, _)| *name == "order-status")
+        .map(|(_, still)| still.as_secs_f64())
+        .fold(0.0, f64::max);
+    axum::Json(api::order_status::ReadModelStatus {
+        caught_up: shared.caught_up.load(Ordering::Acquire),
+        writing: shared.writing.load(Ordering::Acquire),
+        applied: applied.map(|p| api::saga::Position {
+            commit: p.commit,
+            prepare: p.prepare,
+        }),
+        follower_lag_s,
+    })
+}
 
 /// The read model's OpenAPI document.
 pub fn openapi() -> serde_json::Value {

@@ -1,10 +1,11 @@
 //! The seller's on-call view: every saga instance's status (partitions, breakers, follower lag,
-//! parked triggers with why), the orders stuck on a step the shop works itself, the gateway's
+//! parked triggers with why), every read-model replica's (caught up, follower lag), the orders stuck on a step the shop works itself, the gateway's
 //! own open breakers; and the one action on it, retrying a parked trigger (the saga records it
 //! on the order's saga stream with who asked).
 
 use api::order_status::OrderSummary;
-use api::saga::{OperatorView, Retried, SagaInstanceView, SagaStatus, StuckOrder};
+use api::order_status::ReadModelStatus;
+use api::saga::{OperatorView, ReadModelView, Retried, SagaInstanceView, SagaStatus, StuckOrder};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
@@ -20,7 +21,7 @@ pub const STUCK_AFTER_S: i64 = 30;
 const WORKED_STATUSES: [&str; 3] = ["OrderPlaced", "DepositConfirmed", "Preparing"];
 
 #[utoipa::path(get, path = "/api/operator", tag = "operator",
-    description = "Seller: what the person on call needs — each saga instance (partitions, breakers, follower lag, parked triggers and why), the orders stuck on a step the shop works itself, and the gateway's open breakers.",
+    description = "Seller: what the person on call needs — each saga instance (partitions, breakers, follower lag, parked triggers and why), each read-model replica (caught up, follower lag), the orders stuck on a step the shop works itself, and the gateway's open breakers.",
     security(("bearer" = [])),
     responses((status = 200, description = "the view", body = OperatorView)))]
 pub(super) async fn view(
@@ -54,6 +55,29 @@ pub(super) async fn view(
                 },
             },
             Err(problem) => SagaInstanceView {
+                url,
+                status: None,
+                unreachable: Some(problem.detail.clone()),
+            },
+        });
+    }
+    let mut read_models = Vec::new();
+    let statuses = forward(&gateway.order_status, Method::GET, "/status".into());
+    for (url, answer) in statuses.send_to_each(&gateway).await {
+        read_models.push(match answer {
+            Ok(answer) => match answer.json::<ReadModelStatus>().await {
+                Ok(status) => ReadModelView {
+                    url,
+                    status: Some(status),
+                    unreachable: None,
+                },
+                Err(e) => ReadModelView {
+                    url,
+                    status: None,
+                    unreachable: Some(e.to_string()),
+                },
+            },
+            Err(problem) => ReadModelView {
                 url,
                 status: None,
                 unreachable: Some(problem.detail.clone()),
@@ -97,6 +121,7 @@ pub(super) async fn view(
     .collect();
     Ok(axum::Json(OperatorView {
         sagas,
+        read_models,
         stuck,
         stuck_after_s: STUCK_AFTER_S,
         gateway_breakers_open,

@@ -51,6 +51,9 @@ async fn a_parked_trigger_shows_on_call_and_its_retry_is_the_sellers_and_recorde
         "{view}"
     );
     assert!(saga["parkedCount"].as_u64() >= Some(1), "{view}");
+    let read_model = &view["readModels"][0]["status"];
+    assert_eq!(read_model["caughtUp"], true, "{view}");
+    assert!(read_model["applied"]["commit"].is_u64(), "{view}");
 
     // Only the seller may look or retry.
     let retry = format!("/api/operator/orders/{order}/retry");
