@@ -884,14 +884,23 @@ async fn renew(shared: &Shared, heartbeats: &mut Heartbeats, leaving: bool) -> b
                 return false;
             }
         }
-        for partition in mine {
-            if !shared.taken(partition) {
-                if let Err(e) = take(shared, partition).await {
-                    tracing::warn!(error = %e, partition, "cannot take the partition yet");
-                }
+        // Taking partitions holds up the next renewal: past half the fence, the rest are taken
+        // after it (the table keeps them this instance's), so a slow store never fences an
+        // instance for taking up its own partitions.
+        let mut all_taken = true;
+        for partition in mine.into_iter().filter(|p| !shared.taken(*p)) {
+            if shared.since_renewed_ms() > FENCE_MS / 2 {
+                all_taken = false;
+                break;
+            }
+            if let Err(e) = take(shared, partition).await {
+                tracing::warn!(error = %e, partition, "cannot take the partition yet");
+                all_taken = false;
             }
         }
-        shared.leased.store(true, Ordering::Release);
+        if all_taken {
+            shared.leased.store(true, Ordering::Release);
+        }
         return true;
     }
     false
