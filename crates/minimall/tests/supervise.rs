@@ -225,7 +225,18 @@ async fn load(
         };
         let what = sent % 3;
         sent += 1;
-        match request.bearer_auth(&token).send().await {
+        let request = request.bearer_auth(&token);
+        // A kept-alive connection a stopping process closed just as this request went out is
+        // sent on once more, as HTTP clients do (every request here is safe to repeat: the
+        // placement carries its orderId); one that fails again is a failure.
+        let resend = request.try_clone();
+        let answer = match (request.send().await, resend) {
+            (Err(error), Some(resend)) if error.is_request() && !error.is_timeout() => {
+                resend.send().await
+            }
+            (answer, _) => answer,
+        };
+        match answer {
             Ok(answer) if answer.status().is_success() => {
                 if what == 2 {
                     placed.push(order);
