@@ -197,25 +197,30 @@ impl Pool {
         (!self.is_call_permitted()).then_some(self.name)
     }
 
-    /// One attempt at replica `at`.
-    async fn send_to(&self, at: usize, request: &Outgoing) -> Result<reqwest::Response, Failed> {
-        let replica = &self.replicas[at];
+    /// `request` addressed to the process at `base`.
+    fn request_to(&self, base: &str, request: &Outgoing) -> reqwest::RequestBuilder {
         let client = if request.live {
             &self.streaming
         } else {
             &self.http
         };
-        let mut builder = client
+        let builder = client
             .request(
                 request.method.clone(),
-                format!("{}{}", replica.base, request.path_and_query),
+                format!("{base}{}", request.path_and_query),
             )
             .headers(request.headers.clone());
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
+        match &request.body {
+            Some(body) => builder.body(body.clone()),
+            None => builder,
         }
+    }
+
+    /// One attempt at replica `at`.
+    async fn send_to(&self, at: usize, request: &Outgoing) -> Result<reqwest::Response, Failed> {
+        let replica = &self.replicas[at];
         let name = self.name;
-        match builder.send().await {
+        match self.request_to(&replica.base, request).send().await {
             Ok(response) if response.status().is_server_error() && !sheds(&response) => {
                 Err(Failed::Answered(Failure::Failed(
                     name,

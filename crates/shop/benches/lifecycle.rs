@@ -586,18 +586,22 @@ async fn place(http: &reqwest::Client, order_url: &str, product: &str, customer:
     answer["orderId"].as_str().unwrap().to_string()
 }
 
+/// A saga instance's `GET /saga/status`.
+async fn saga_status(http: &reqwest::Client, saga_url: &str) -> Value {
+    http.get(format!("{saga_url}/saga/status"))
+        .signed("system:bench")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn wait_saga_settled(http: &reqwest::Client, saga_url: &str) {
     let deadline = Instant::now() + Duration::from_millis(SAGA_WAIT_MS_MAX);
     while Instant::now() < deadline {
-        let status: Value = http
-            .get(format!("{saga_url}/saga/status"))
-            .signed("system:bench")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = saga_status(http, saga_url).await;
         if status["caughtUp"] == true && status["unfinishedEvents"] == 0 {
             return;
         }
@@ -612,15 +616,7 @@ async fn wait_split(http: &reqwest::Client, sagas: &[String]) {
     while Instant::now() < deadline {
         let mut held = Vec::new();
         for saga in sagas {
-            let status: Value = http
-                .get(format!("{saga}/saga/status"))
-                .signed("system:bench")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status = saga_status(http, saga).await;
             held.push(status["partitions"].as_array().map_or(0, Vec::len));
         }
         if held.iter().all(|n| *n == saga::PARTITIONS / sagas.len()) {

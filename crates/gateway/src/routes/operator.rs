@@ -38,52 +38,44 @@ pub(super) async fn view(
         body: None,
         hop: Hop::of(&headers),
     };
-    let mut sagas = Vec::new();
-    let statuses = forward(&gateway.saga, Method::GET, "/saga/status".into());
-    for (url, answer) in statuses.send_to_each(&gateway).await {
-        sagas.push(match answer {
-            Ok(answer) => match answer.json::<SagaStatus>().await {
-                Ok(status) => SagaInstanceView {
-                    url,
-                    status: Some(status),
-                    unreachable: None,
-                },
-                Err(e) => SagaInstanceView {
-                    url,
-                    status: None,
-                    unreachable: Some(e.to_string()),
-                },
-            },
-            Err(problem) => SagaInstanceView {
-                url,
-                status: None,
-                unreachable: Some(problem.detail.clone()),
-            },
-        });
-    }
-    let mut read_models = Vec::new();
-    let statuses = forward(&gateway.order_status, Method::GET, "/status".into());
-    for (url, answer) in statuses.send_to_each(&gateway).await {
-        read_models.push(match answer {
-            Ok(answer) => match answer.json::<ReadModelStatus>().await {
-                Ok(status) => ReadModelView {
-                    url,
-                    status: Some(status),
-                    unreachable: None,
-                },
-                Err(e) => ReadModelView {
-                    url,
-                    status: None,
-                    unreachable: Some(e.to_string()),
-                },
-            },
-            Err(problem) => ReadModelView {
-                url,
-                status: None,
-                unreachable: Some(problem.detail.clone()),
-            },
-        });
-    }
+    let sagas = ask_each::<SagaStatus>(
+        forward(&gateway.saga, Method::GET, "/saga/status".into()),
+        &gateway,
+    )
+    .await
+    .into_iter()
+    .map(|(url, answer)| match answer {
+        Ok(status) => SagaInstanceView {
+            url,
+            status: Some(status),
+            unreachable: None,
+        },
+        Err(why) => SagaInstanceView {
+            url,
+            status: None,
+            unreachable: Some(why),
+        },
+    })
+    .collect();
+    let read_models = ask_each::<ReadModelStatus>(
+        forward(&gateway.order_status, Method::GET, "/status".into()),
+        &gateway,
+    )
+    .await
+    .into_iter()
+    .map(|(url, answer)| match answer {
+        Ok(status) => ReadModelView {
+            url,
+            status: Some(status),
+            unreachable: None,
+        },
+        Err(why) => ReadModelView {
+            url,
+            status: None,
+            unreachable: Some(why),
+        },
+    })
+    .collect();
     let now = chrono::Utc::now();
     let mut stuck = Vec::new();
     for status in WORKED_STATUSES {
@@ -127,6 +119,23 @@ pub(super) async fn view(
         gateway_breakers_open,
         at: now,
     }))
+}
+
+/// The request sent to every process of the pool: each one's URL and its answer read as `T`,
+/// or why there is none.
+async fn ask_each<T: serde::de::DeserializeOwned>(
+    forward: Forward<'_>,
+    gateway: &crate::Gateway,
+) -> Vec<(String, Result<T, String>)> {
+    let mut answers = Vec::new();
+    for (url, answer) in forward.send_to_each(gateway).await {
+        let read = match answer {
+            Ok(answer) => answer.json::<T>().await.map_err(|e| e.to_string()),
+            Err(problem) => Err(problem.detail.clone()),
+        };
+        answers.push((url, read));
+    }
+    answers
 }
 
 #[utoipa::path(post, path = "/api/operator/orders/{id}/retry", tag = "operator",
