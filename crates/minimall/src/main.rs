@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc: the store's read and append paths allocate per event and per call; measured in
 /// `scripts/bench-estore`, it raised $all replay from ~0.32M to ~0.5M events/s and appends by
-/// 10-20% over the system allocator.
+/// 10-20% over the system allocator. Without transparent huge pages (`without_huge_pages`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -153,11 +153,40 @@ impl Command {
     }
 }
 
+/// Threads for blocking work (the store's SQLite reads, the read model's writes and queries,
+/// password checks); past them such work waits its turn.
+const BLOCKING_THREADS_MAX: usize = 16;
+
 /// Longest a probe waits for its answer, in milliseconds.
 const PROBE_MS_MAX: u64 = 2_000;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    without_huge_pages();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS_MAX)
+        .build()
+        .context("starting the runtime")?
+        .block_on(start())
+}
+
+/// Transparent huge pages off for this process. mimalloc asks for them on every region it maps,
+/// and then each 4 KiB of a region a thread touched may hold a whole 2 MiB page: the whole shop
+/// in one process was 280 MiB resident after 20 s of orders with them and 140 MiB without
+/// (`scripts/bench-memory`), and appends and replays were no faster with them
+/// (`scripts/bench-estore`). Set before any thread starts, so every thread inherits it.
+fn without_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag on this process.
+    let refused = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0;
+    if refused {
+        eprintln!(
+            "transparent huge pages stay on: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+async fn start() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let export = init_logging(cli.log_format, cli.command.service())?;
     let outcome = run(cli.command).await;

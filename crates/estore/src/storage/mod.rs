@@ -42,8 +42,10 @@ const PAGE_BYTES: u64 = 4096;
 const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 /// Size the WAL file is truncated to after a checkpoint, in bytes.
 const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
-/// The writer's page cache, in KiB: keeps the hot index pages in memory.
-const WRITER_CACHE_KIB: u32 = 64 * 1024;
+/// The writer's page cache, in KiB: keeps the hot index pages in memory; the pages it reads
+/// beyond it come from the OS page cache. (At 64 MiB it was the largest part of the whole
+/// shop's memory once the log had grown.)
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
 /// Idle read connections kept open.
 const READERS_IDLE_MAX: usize = 8;
 
