@@ -443,22 +443,55 @@ impl EventLog {
     where
         D::State: Clone,
     {
-        let due = match loaded.since_snapshot {
-            Some(since) => since + events.len() >= SNAPSHOT_EVERY_EVENTS,
-            None => loaded.revision.is_none(),
-        };
-        if events.is_empty() || !due {
-            return self.append(stream, loaded.revision, events, metadata).await;
+        let snapshot = due_snapshot::<D>(loaded, events);
+        self.append_with_snapshot(stream, loaded.revision, events, snapshot.as_ref(), metadata)
+            .await
+    }
+
+    /// As `append_decided`; once written, `loaded` is the stream after the append (its state
+    /// evolved by the events, its revision and position the append's) without reading it
+    /// back — for a writer that keeps its aggregate loaded between appends.
+    pub async fn append_decided_in_place<D: Decider>(
+        &self,
+        stream: &str,
+        loaded: &mut Loaded<D::State>,
+        events: &[D::Event],
+        metadata: &Metadata,
+    ) -> Result<Appended, LogError>
+    where
+        D::State: Clone,
+    {
+        let snapshot = due_snapshot::<D>(loaded, events);
+        let appended = self
+            .append_with_snapshot(stream, loaded.revision, events, snapshot.as_ref(), metadata)
+            .await?;
+        if let Appended::Written { revision, position } = appended {
+            loaded.state = events.iter().fold(loaded.state.clone(), D::evolve);
+            loaded.revision = revision;
+            loaded.position = position;
+            loaded.since_snapshot = match snapshot {
+                Some(_) => Some(0),
+                None => loaded.since_snapshot.map(|since| since + events.len()),
+            };
         }
-        let after = events.iter().fold(loaded.state.clone(), D::evolve);
-        match D::snapshot(&after) {
+        Ok(appended)
+    }
+
+    async fn append_with_snapshot<E: Event>(
+        &self,
+        stream: &str,
+        expected: Option<u64>,
+        events: &[E],
+        snapshot: Option<&E>,
+        metadata: &Metadata,
+    ) -> Result<Appended, LogError> {
+        match snapshot {
             Some(snapshot) => {
-                let with_snapshot: Vec<&D::Event> =
-                    events.iter().chain(std::iter::once(&snapshot)).collect();
-                self.append_all(stream, loaded.revision, with_snapshot.into_iter(), metadata)
+                let with_snapshot: Vec<&E> = events.iter().chain([snapshot]).collect();
+                self.append_all(stream, expected, with_snapshot.into_iter(), metadata)
                     .await
             }
-            None => self.append(stream, loaded.revision, events, metadata).await,
+            None => self.append(stream, expected, events, metadata).await,
         }
     }
 
@@ -653,6 +686,21 @@ impl EventLog {
             failures: 0,
         }
     }
+}
+
+/// The snapshot to append after `events`, when one is due (see `EventLog::append_decided`).
+fn due_snapshot<D: Decider>(loaded: &Loaded<D::State>, events: &[D::Event]) -> Option<D::Event>
+where
+    D::State: Clone,
+{
+    let due = match loaded.since_snapshot {
+        Some(since) => since + events.len() >= SNAPSHOT_EVERY_EVENTS,
+        None => loaded.revision.is_none(),
+    };
+    if events.is_empty() || !due {
+        return None;
+    }
+    D::snapshot(&events.iter().fold(loaded.state.clone(), D::evolve))
 }
 
 /// What an append did.

@@ -54,10 +54,16 @@ async fn main() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let limit = hello_limit(&http).await;
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ShopSettings::new(dir.path(), Ports::ANY);
     settings.parts.gateway.accounts = bench_accounts();
+    if let Ok(rate) = std::env::var("BENCH_OFFERED_RATE") {
+        let rates = rate
+            .split(',')
+            .map(|r| r.parse().expect("BENCH_OFFERED_RATE: orders per second"));
+        return offered_alone(&http, settings, rates.collect()).await;
+    }
+    let limit = hello_limit(&http).await;
     let mut shop = Shop::start(settings).await.unwrap();
     let _ = IDENTITY.set(shop.identity().clone());
     let order_url = shop.url(Service::Order);
@@ -211,17 +217,11 @@ async fn main() {
         saturated.refused
     );
     for (fraction, rate, latencies) in &offered {
-        println!(
-            "| offered {:.0}% of the whole path's maximum ({rate:.0} orders/s for {} s through the gateway, {} placed, {} calls refused): placed → AwaitingDeposit / deposit confirmed → Shipping | p50 {:.1} / {:.1} ms, p99 {:.1} / {:.1} ms | |",
-            fraction * 100.0,
-            OFFERED_MS / 1000,
-            latencies.to_awaiting.len(),
-            latencies.refused,
-            percentile(&latencies.to_awaiting, 0.5),
-            percentile(&latencies.to_shipping, 0.5),
-            percentile(&latencies.to_awaiting, 0.99),
-            percentile(&latencies.to_shipping, 0.99)
+        let load = format!(
+            "offered {:.0}% of the whole path's maximum ({rate:.0} orders/s)",
+            fraction * 100.0
         );
+        print_offered(&load, latencies);
     }
     println!(
         "| end to end, one order at a time: placed → payment open | p50 {:.1} ms, p99 {:.1} ms | |",
@@ -237,6 +237,74 @@ async fn main() {
         "| memory: the whole shop in this one process (and the benchmark's client), RSS after the run | {rss_mib:.0} MiB | |"
     );
 }
+
+/// `BENCH_OFFERED_RATE=N[,N…]`: only the whole path at N orders/s offered (one load after the
+/// other), with where its slowest confirmations went, for profiling one load without the other
+/// phases; `BENCH_BACKLOG=K` first places K rounds of the placement phase's orders that then
+/// await their deposits (the full run leaves ~40,000 such orders before its offered loads).
+async fn offered_alone(http: &reqwest::Client, settings: ShopSettings, rates: Vec<f64>) {
+    let shop = Shop::start(settings).await.unwrap();
+    let _ = IDENTITY.set(shop.identity().clone());
+    let gateway = shop.url(Service::Gateway);
+    let customers = login_all(http, &gateway).await;
+    let mut sellers = Vec::with_capacity(GATEWAY_SELLERS);
+    for i in 0..GATEWAY_SELLERS {
+        sellers.push(login(http, &gateway, &format!("benchseller{i}")).await);
+    }
+    let mut products = Vec::with_capacity(OFFERED_PRODUCTS);
+    for i in 0..OFFERED_PRODUCTS {
+        let inventory = shop.url(Service::Inventory);
+        products.push(support::register(http, &inventory, &format!("Bench tea {i}")).await);
+    }
+    let calls = Gateway {
+        url: &gateway,
+        customers: &customers,
+        sellers: &sellers,
+    };
+    for _ in 0..std::env::var("BENCH_BACKLOG").map_or(0, |n| n.parse().unwrap()) {
+        let (url, product) = (shop.url(Service::Order), products[0].clone());
+        run_bounded(http, move |http, i| {
+            let (url, product) = (url.clone(), product.clone());
+            async move {
+                place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
+            }
+        })
+        .await;
+        wait_saga_settled(http, &shop.url(Service::Saga)).await;
+    }
+    for rate in rates {
+        let offered = at_offered_rate(http, &shop, &calls, &products, rate).await;
+        print_offered(&format!("offered {rate:.0} orders/s"), &offered);
+        wait_saga_settled(http, &shop.url(Service::Saga)).await;
+    }
+    shop.stop().await;
+}
+
+fn print_offered(load: &str, latencies: &Offered) {
+    println!(
+        "| {load} for {} s through the gateway ({} placed, {} calls refused): placed → AwaitingDeposit / deposit confirmed → Shipping | p50 {:.1} / {:.1} ms, p99 {:.1} / {:.1} ms | |",
+        OFFERED_MS / 1000,
+        latencies.to_awaiting.len(),
+        latencies.refused,
+        percentile(&latencies.to_awaiting, 0.5),
+        percentile(&latencies.to_shipping, 0.5),
+        percentile(&latencies.to_awaiting, 0.99),
+        percentile(&latencies.to_shipping, 0.99)
+    );
+    let hops: Vec<String> = latencies
+        .slowest_hops
+        .iter()
+        .take(HOPS_SHOWN)
+        .map(|(hop, slow, all)| format!("{hop} {slow:.1} ({all:.1})"))
+        .collect();
+    println!(
+        "| … where its confirmations at or above the p99 went: mean ms per hop (over all in brackets), largest first | {} | |",
+        hops.join("; ")
+    );
+}
+
+/// Hops shown per offered load.
+const HOPS_SHOWN: usize = 5;
 
 /// This process's resident memory, in MiB (Linux).
 fn resident_mib() -> f64 {
@@ -307,6 +375,9 @@ struct Offered {
     refused: usize,
     /// Orders shipped per second, from the first placement to the last shipment.
     carried_per_s: f64,
+    /// Where the slowest confirmations went: the hops between one order's events, each with
+    /// its mean gap over the orders at or above the p99 and over all, in ms (largest first).
+    slowest_hops: Vec<(String, f64, f64)>,
 }
 
 /// When each step of one order happened.
@@ -365,7 +436,7 @@ async fn at_offered_rate(
         ..Offered::default()
     };
     let ms = |d: chrono::TimeDelta| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
-    let all = orders.lock().unwrap();
+    let all = orders.lock().unwrap().clone();
     let first_placed = all.values().filter_map(|s| s.placed).min();
     let last_shipped = all.values().filter_map(|s| s.shipped).max();
     if let (Some(first), Some(last)) = (first_placed, last_shipped) {
@@ -382,7 +453,78 @@ async fn at_offered_rate(
             offered.to_shipping.push(ms(shipped - confirmed));
         }
     }
+    offered.slowest_hops = slowest_hops(&store, &all, percentile(&offered.to_shipping, 0.99)).await;
     offered
+}
+
+/// Largest events read back to break the confirmations down.
+const HOPS_EVENTS_MAX: u64 = 200_000;
+
+/// From deposit confirmed to shipped, each order's events (every stream named
+/// `{category}-{orderId}`, read back from the log's end) in the order they were written: the
+/// mean gap before each, over the orders whose confirmation took at least `slow_ms` and over
+/// all, largest first. The first hop starts when the confirmation was sent.
+async fn slowest_hops(
+    store: &eventstore::Client,
+    orders: &std::collections::HashMap<String, Steps>,
+    slow_ms: f64,
+) -> Vec<(String, f64, f64)> {
+    let Some(first) = orders.values().filter_map(|s| s.confirmed).min() else {
+        return Vec::new();
+    };
+    let options = eventstore::ReadAllOptions::default()
+        .position(eventstore::StreamPosition::End)
+        .backwards()
+        .max_count(HOPS_EVENTS_MAX as usize);
+    let mut written: std::collections::HashMap<&str, Vec<(chrono::DateTime<chrono::Utc>, String)>> =
+        std::collections::HashMap::new();
+    let mut read = store.read_all(&options).await.unwrap();
+    while let Ok(Some(event)) = read.next().await {
+        let event = event.get_original_event();
+        let at = written_at(event);
+        if at < first {
+            break;
+        }
+        let Some((category, order)) = event.stream_id.split_once('-') else {
+            continue;
+        };
+        if let Some((order, _)) = orders.get_key_value(order) {
+            written
+                .entry(order.as_str())
+                .or_default()
+                .push((at, format!("{category}:{}", event.event_type)));
+        }
+    }
+    let ms = |d: chrono::TimeDelta| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    let mut gaps: std::collections::HashMap<String, (f64, usize, f64, usize)> = Default::default();
+    for (order, mut events) in written {
+        let steps = orders[order];
+        let (Some(confirmed), Some(shipped)) = (steps.confirmed, steps.shipped) else {
+            continue;
+        };
+        let slow = ms(shipped - confirmed) >= slow_ms;
+        events.sort();
+        let mut before = (confirmed, "confirmation sent".to_string());
+        for (at, step) in events
+            .into_iter()
+            .filter(|(at, _)| *at >= confirmed && *at <= shipped)
+        {
+            let gap = gaps.entry(format!("{} → {step}", before.1)).or_default();
+            let took = ms(at - before.0);
+            (gap.0, gap.1) = (gap.0 + took, gap.1 + 1);
+            if slow {
+                (gap.2, gap.3) = (gap.2 + took, gap.3 + 1);
+            }
+            before = (at, step);
+        }
+    }
+    let mut hops: Vec<_> = gaps
+        .into_iter()
+        .filter(|(_, gap)| gap.3 > 0)
+        .map(|(hop, gap)| (hop, gap.2 / gap.3 as f64, gap.0 / gap.1 as f64))
+        .collect();
+    hops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    hops
 }
 
 fn all_shipped(orders: &Orders) -> bool {

@@ -10,7 +10,9 @@ use domain::{
     CancelReason, CustomerId, Decider, Money, OrderId, OrderStatus, ProductId, ProductName,
     Quantity,
 };
-use eventlog::{Actor, ActorKind, EventLog, ExecuteError, Metadata, SNAPSHOT_EVERY_EVENTS};
+use eventlog::{
+    Actor, ActorKind, Appended, EventLog, ExecuteError, Metadata, SNAPSHOT_EVERY_EVENTS,
+};
 use uuid::Uuid;
 
 struct Harness {
@@ -218,6 +220,15 @@ async fn racing_orders_never_oversell_a_product() {
     assert_eq!(decreases, 20);
 }
 
+/// The seller adds one unit of stock.
+fn one_more_unit() -> ProductCommand {
+    ProductCommand::AddStock {
+        quantity: Quantity::parse_stock(1).unwrap(),
+        change_id: Some(Uuid::new_v4()),
+        at: Utc::now(),
+    }
+}
+
 /// An aggregate that keeps snapshots gets one when its stream is created and one every
 /// `SNAPSHOT_EVERY_EVENTS` after; loading reads back to the latest only, and folds to the same
 /// state as the whole stream.
@@ -233,11 +244,7 @@ async fn loading_reads_back_to_the_latest_snapshot_only() {
     );
     let adds = 2 * SNAPSHOT_EVERY_EVENTS + 10;
     for _ in 0..adds {
-        let add = ProductCommand::AddStock {
-            quantity: Quantity::parse_stock(1).unwrap(),
-            change_id: Some(Uuid::new_v4()),
-            at: Utc::now(),
-        };
+        let add = one_more_unit();
         h.log
             .execute::<Product>(&stream, add, &seller)
             .await
@@ -266,6 +273,54 @@ async fn loading_reads_back_to_the_latest_snapshot_only() {
         panic!("registered")
     };
     assert_eq!(product.stock as usize, adds);
+}
+
+/// A writer that keeps its aggregate loaded (`append_decided_in_place`) holds, after every
+/// append — snapshots written on the way included —, exactly what loading the stream gives;
+/// a conflict leaves it as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn appending_in_place_keeps_what_a_load_would_give() {
+    let h = harness().await;
+    let (stream, seller) = registered_product(&h.log).await;
+    let mut kept = h.log.load::<Product>(&stream).await.unwrap();
+    for i in 0..SNAPSHOT_EVERY_EVENTS + 5 {
+        let appended = add_in_place(&h.log, &stream, &mut kept, &seller).await;
+        assert!(matches!(appended, Appended::Written { .. }), "append {i}");
+        let loaded = h.log.load::<Product>(&stream).await.unwrap();
+        assert_eq!(
+            (
+                &kept.state,
+                kept.revision,
+                kept.position,
+                kept.since_snapshot
+            ),
+            (
+                &loaded.state,
+                loaded.revision,
+                loaded.position,
+                loaded.since_snapshot
+            ),
+            "after append {i}"
+        );
+    }
+    let mut stale = h.log.load::<Product>(&stream).await.unwrap();
+    stale.revision = stale.revision.map(|r| r - 1);
+    let before = (stale.state.clone(), stale.revision, stale.position);
+    let appended = add_in_place(&h.log, &stream, &mut stale, &seller).await;
+    assert!(matches!(appended, Appended::Conflict));
+    assert_eq!((stale.state, stale.revision, stale.position), before);
+}
+
+async fn add_in_place(
+    log: &EventLog,
+    stream: &str,
+    product: &mut eventlog::Loaded<ProductState>,
+    seller: &Metadata,
+) -> Appended {
+    let events = Product::decide(&product.state, one_more_unit()).unwrap();
+    log.append_decided_in_place::<Product>(stream, product, &events, seller)
+        .await
+        .unwrap()
 }
 
 /// The customer's cancel and the seller's confirmation race on the payment: exactly one wins,
