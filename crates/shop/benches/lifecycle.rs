@@ -63,6 +63,10 @@ async fn main() {
             .map(|r| r.parse().expect("BENCH_OFFERED_RATE: orders per second"));
         return offered_alone(&http, settings, rates.collect()).await;
     }
+    if let Ok(instances) = std::env::var("BENCH_SAGAS") {
+        let instances = instances.parse().expect("BENCH_SAGAS: saga instances");
+        return sagas_alone(&http, settings, instances).await;
+    }
     let limit = hello_limit(&http).await;
     let mut shop = Shop::start(settings).await.unwrap();
     let _ = IDENTITY.set(shop.identity().clone());
@@ -110,6 +114,9 @@ async fn main() {
         shop.start_service(follower).await.unwrap();
     }
     wait_saga_settled(&http, &saga_url).await;
+    // The read model catches up on the orders placed while it was stopped: before the next
+    // phase, not during it.
+    wait_read_model_settled(&http, &shop.url(Service::OrderStatus)).await;
 
     // The saga as two instances sharing the orders (the second in this process too).
     let second = shop.start_another(Service::Saga).await.unwrap();
@@ -276,6 +283,54 @@ async fn offered_alone(http: &reqwest::Client, settings: ShopSettings, rates: Ve
         let offered = at_offered_rate(http, &shop, &calls, &products, rate).await;
         print_offered(&format!("offered {rate:.0} orders/s"), &offered);
         wait_saga_settled(http, &shop.url(Service::Saga)).await;
+    }
+    shop.stop().await;
+}
+
+/// `BENCH_SAGAS=N`: only the saga's drain, with N instances in this process.
+async fn sagas_alone(http: &reqwest::Client, settings: ShopSettings, instances: usize) {
+    let shop = Shop::start(settings).await.unwrap();
+    let _ = IDENTITY.set(shop.identity().clone());
+    let product = support::register(http, &shop.url(Service::Inventory), "Bench tea").await;
+    for _ in 0..std::env::var("BENCH_BACKLOG").map_or(0, |n| n.parse().unwrap()) {
+        let (url, product) = (shop.url(Service::Order), product.clone());
+        run_bounded(http, move |http, i| {
+            let (url, product) = (url.clone(), product.clone());
+            async move {
+                place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
+            }
+        })
+        .await;
+        wait_saga_settled(http, &shop.url(Service::Saga)).await;
+    }
+    let mut others = Vec::new();
+    for _ in 1..instances {
+        others.push(shop.start_another(Service::Saga).await.unwrap());
+    }
+    let sagas: Vec<String> = std::iter::once(shop.url(Service::Saga))
+        .chain(others.iter().map(|other| other.url()))
+        .collect();
+    wait_split(http, &sagas).await;
+    let placing = Instant::now();
+    let url = shop.url(Service::Order);
+    let placed = run_bounded(http, move |http, i| {
+        let (url, product) = (url.clone(), product.clone());
+        async move {
+            place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
+        }
+    })
+    .await;
+    for saga in &sagas {
+        wait_saga_settled(http, saga).await;
+    }
+    let drained_s = placing.elapsed().as_secs_f64();
+    println!(
+        "| saga as {instances} instances: payments opened for {} orders, from the first placement | {drained_s:.1} s ({:.0} orders/s) | |",
+        placed.latencies.len(),
+        placed.latencies.len() as f64 / drained_s
+    );
+    for other in others {
+        other.stop().await;
     }
     shop.stop().await;
 }
@@ -750,6 +805,27 @@ async fn wait_saga_settled(http: &reqwest::Client, saga_url: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the saga did not settle within {SAGA_WAIT_MS_MAX} ms");
+}
+
+/// How long the read model's last applied event must stay the same to count as settled, in
+/// milliseconds.
+const READ_MODEL_QUIET_MS: u64 = 500;
+
+/// Waits until the read model applies nothing new for `READ_MODEL_QUIET_MS`.
+async fn wait_read_model_settled(http: &reqwest::Client, read_model_url: &str) {
+    let url = format!("{read_model_url}/status");
+    let deadline = Instant::now() + Duration::from_millis(SAGA_WAIT_MS_MAX);
+    let mut applied = Value::Null;
+    while Instant::now() < deadline {
+        let response = http.get(&url).signed("system:bench").send().await.unwrap();
+        let status: Value = response.json().await.unwrap_or(Value::Null);
+        if status["caughtUp"] == true && status["applied"] == applied {
+            return;
+        }
+        applied = status["applied"].clone();
+        tokio::time::sleep(Duration::from_millis(READ_MODEL_QUIET_MS)).await;
+    }
+    panic!("the read model did not settle within {SAGA_WAIT_MS_MAX} ms");
 }
 
 /// Waits until the saga instances at `sagas` split the partitions evenly among them.
