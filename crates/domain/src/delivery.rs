@@ -81,6 +81,10 @@ impl Decider for Delivery {
     type Event = DeliveryEvent;
     type Error = DeliveryError;
 
+    fn starts_stream(command: &DeliveryCommand) -> bool {
+        matches!(command, DeliveryCommand::Start { .. })
+    }
+
     fn decide(
         state: &DeliveryState,
         command: DeliveryCommand,

@@ -47,6 +47,14 @@ pub trait Decider {
         None
     }
 
+    /// Whether `command` starts the aggregate's stream (placing an order, opening a payment):
+    /// the event store layer then decides it on the empty state and appends expecting no
+    /// stream, without reading first; only if the stream exists after all (a repeated command)
+    /// does it read the stream and decide again. `false` by default.
+    fn starts_stream(_command: &Self::Command) -> bool {
+        false
+    }
+
     /// The state after `events`, from the beginning.
     fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self::State
     where

@@ -136,6 +136,10 @@ impl Decider for Order {
     type Event = OrderEvent;
     type Error = OrderError;
 
+    fn starts_stream(command: &OrderCommand) -> bool {
+        matches!(command, OrderCommand::Place { .. })
+    }
+
     fn decide(state: &OrderState, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
         use OrderState as S;
         match (command, state) {

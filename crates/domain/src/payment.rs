@@ -142,6 +142,10 @@ impl Decider for Payment {
     type Event = PaymentEvent;
     type Error = PaymentError;
 
+    fn starts_stream(command: &PaymentCommand) -> bool {
+        matches!(command, PaymentCommand::Open { .. })
+    }
+
     fn decide(
         state: &PaymentState,
         command: PaymentCommand,

@@ -497,7 +497,9 @@ impl EventLog {
 
     /// Loads the aggregate, decides the command, appends the events at the revision it was
     /// loaded at; on a conflict, loads again and decides again (up to `CONFLICT_RETRIES_MAX`).
-    /// Each event gets the given metadata with its own id.
+    /// A command that starts its stream (`Decider::starts_stream`) is first tried without
+    /// loading, as if the stream did not exist yet. Each event gets the given metadata with its
+    /// own id.
     pub async fn execute<D>(
         &self,
         stream: &str,
@@ -510,6 +512,11 @@ impl EventLog {
         D::Command: Clone,
         D::Event: Clone,
     {
+        if D::starts_stream(&command) {
+            if let Some(executed) = self.start::<D>(stream, &command, metadata).await? {
+                return Ok(executed);
+            }
+        }
         for attempt in 0..=CONFLICT_RETRIES_MAX {
             let loaded = self.load::<D>(stream).await?;
             let events =
@@ -539,6 +546,39 @@ impl EventLog {
             }
         }
         Err(ExecuteError::Conflict)
+    }
+
+    /// Decides `command` on the empty state and appends expecting no stream: the executed
+    /// command, or `None` when that is not what happened (the stream exists, or the command
+    /// needs what is in it) — then it must be loaded and decided again.
+    async fn start<D>(
+        &self,
+        stream: &str,
+        command: &D::Command,
+        metadata: &Metadata,
+    ) -> Result<Option<Executed<D::State, D::Event>>, LogError>
+    where
+        D: Decider,
+        D::State: Clone,
+        D::Command: Clone,
+    {
+        let none = Loaded::<D::State>::none();
+        let events = match D::decide(&none.state, command.clone()) {
+            Ok(events) if !events.is_empty() => events,
+            _ => return Ok(None),
+        };
+        match self
+            .append_decided::<D>(stream, &none, &events, metadata)
+            .await?
+        {
+            Appended::Written { revision, position } => Ok(Some(Executed {
+                state: events.iter().fold(none.state, D::evolve),
+                events,
+                revision,
+                position,
+            })),
+            Appended::Conflict => Ok(None),
+        }
     }
 
     /// Appends `events` if the stream is still at `expected` (`None`: it must not exist).

@@ -95,6 +95,10 @@ async fn a_command_appends_its_events_with_data_and_metadata_and_a_repeat_append
         "a repeated command appends nothing"
     );
     assert_eq!(again.revision, Some(0));
+    // Placing starts the stream: tried first as if there were none, then read and decided on
+    // what is there.
+    assert_eq!(again.state, first.state);
+    assert_eq!(again.position, first.position);
 
     let stored = h.log.read::<OrderEvent>(&stream).await.unwrap();
     assert_eq!(stored.len(), 1);
