@@ -1,6 +1,7 @@
 //! What the README promises of `minimall up`, run as a user runs it: read-your-writes waits
-//! answer 503 + Retry-After through the gateway (and never open its breaker for others), and
-//! the documented rebuild of the read model runs beside the shop.
+//! answer 503 + Retry-After through the gateway (and never open its breaker for others), the
+//! documented rebuild of the read model runs beside the shop, and the process runs without
+//! transparent huge pages (with them the allocator's regions doubled its resident memory).
 
 mod common;
 
@@ -15,6 +16,33 @@ const UP_MS_MAX: u64 = 60_000;
 const DEMO_PRODUCT: &str = "6d1f2c1e-3b1a-4c55-9a57-0d2a4f1e9b01";
 /// More waiting reads at once than the gateway's breaker takes failures.
 const WAITING_READS: usize = 8;
+
+/// The kernel's word on this process: `THP_enabled` in /proc/PID/status (Linux 5.0 and later).
+fn huge_pages_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
+    Some(line.split_whitespace().nth(1)? != "0")
+}
+
+#[test]
+fn the_shop_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shop = Command::new(env!("CARGO_BIN_EXE_minimall"))
+        .args(["up", "--any-port", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::urls_of(&mut shop, UP_MS_MAX);
+    let shop = common::KillOnDrop(shop);
+    assert_eq!(
+        huge_pages_enabled(std::process::id()),
+        Some(true),
+        "this machine's kernel must allow them for the check to mean anything"
+    );
+    assert_eq!(huge_pages_enabled(shop.0.id()), Some(false));
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn waits_answer_503_through_the_gateway_and_the_rebuild_runs_beside_the_shop() {
