@@ -2,7 +2,6 @@
 //! OTLP/HTTP to that collector, and the spans of an order placed with a `traceparent` carry that
 //! trace id. The collector here is a plain HTTP endpoint on 127.0.0.1 that keeps what it gets.
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,18 +44,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn spans_of_an_order_reach_the_otlp_collector_with_its_trace_id() {
     let (endpoint, received) = collector().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut shop = Command::new(env!("CARGO_BIN_EXE_minimall"))
-        .args(["up", "--any-port", "--data-dir"])
-        .arg(dir.path())
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let gateway = common::urls_of(&mut shop, UP_MS_MAX)["gateway"].clone();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
     // A failing test leaves no shop behind.
-    let mut shop = common::KillOnDrop(shop);
+    let (mut shop, urls) = common::up(dir.path(), &env, UP_MS_MAX);
+    let gateway = urls["gateway"].clone();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = common::login(&http, &gateway, "alice").await;
     let placed = http

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -27,15 +26,7 @@ fn huge_pages_enabled(pid: u32) -> Option<bool> {
 #[test]
 fn the_shop_runs_without_transparent_huge_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let mut shop = Command::new(env!("CARGO_BIN_EXE_minimall"))
-        .args(["up", "--any-port", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::urls_of(&mut shop, UP_MS_MAX);
-    let shop = common::KillOnDrop(shop);
+    let (shop, _) = common::up(dir.path(), &[], UP_MS_MAX);
     assert_eq!(
         huge_pages_enabled(std::process::id()),
         Some(true),
@@ -47,15 +38,7 @@ fn the_shop_runs_without_transparent_huge_pages() {
 #[tokio::test(flavor = "multi_thread")]
 async fn waits_answer_503_through_the_gateway_and_the_rebuild_runs_beside_the_shop() {
     let dir = tempfile::tempdir().unwrap();
-    let mut shop = Command::new(env!("CARGO_BIN_EXE_minimall"))
-        .args(["up", "--any-port", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let urls = common::urls_of(&mut shop, UP_MS_MAX);
-    let mut shop = common::KillOnDrop(shop);
+    let (mut shop, urls) = common::up(dir.path(), &[], UP_MS_MAX);
     let gateway = urls["gateway"].clone();
     let http = reqwest::Client::builder()
         .no_proxy()

@@ -40,6 +40,25 @@ pub fn urls_of(shop: &mut Child, up_ms_max: u64) -> HashMap<String, String> {
 }
 
 /// A child process killed when dropped (a failing test leaves nothing running).
+/// Starts `minimall up` on any free ports with its data in `dir` (and `env` set), and waits until
+/// it printed where each part listens.
+pub fn up(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    up_ms_max: u64,
+) -> (KillOnDrop, HashMap<String, String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_minimall"));
+    command
+        .args(["up", "--any-port", "--data-dir"])
+        .arg(dir)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut shop = KillOnDrop(command.spawn().unwrap());
+    let urls = urls_of(&mut shop.0, up_ms_max);
+    (shop, urls)
+}
+
 pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
