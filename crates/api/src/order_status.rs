@@ -102,4 +102,8 @@ pub struct ReadModelStatus {
     /// Seconds its follower has been catching up without handing out an event (0 when it is
     /// live).
     pub follower_lag_s: f64,
+    /// Events of the streams it follows stored after the last one its follower handed out,
+    /// counted every 5 s among the log's last 10,000 (`null` until first counted): what "caught
+    /// up" hides once it fell behind again.
+    pub events_behind: Option<u64>,
 }

@@ -57,6 +57,10 @@ pub struct SagaStatus {
     /// Seconds since its follower last handed out an event while it had some to catch up on
     /// (0 when caught up).
     pub follower_lag_s: f64,
+    /// Events of the streams it follows stored after the last one its follower handed out,
+    /// counted every 5 s among the log's last 10,000 (`null` until first counted): what "caught
+    /// up" hides once it fell behind again.
+    pub events_behind: Option<u64>,
     /// Triggers parked, oldest first (at most `PARKED_SHOWN_MAX`).
     pub parked: Vec<ParkedTrigger>,
     /// All triggers parked, shown or not.

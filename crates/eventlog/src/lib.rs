@@ -13,7 +13,7 @@ pub mod catalogue;
 mod progress;
 mod reach;
 
-pub use progress::stalled_followers;
+pub use progress::{events_behind, seconds_stalled, stalled_followers};
 pub use reach::{StoreReach, STORE_PROBE_MS};
 
 use std::sync::{Arc, Mutex};
@@ -827,6 +827,10 @@ async fn measure_lag(
         };
         if let Ok(behind) = log.events_after(&prefixes, after).await {
             metrics::gauge!("minimall_follower_lag_events", "follower" => name).set(behind as f64);
+            if let Some(progress) = progress.upgrade() {
+                let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
+                progress.counted_behind(behind);
+            }
         }
     }
 }

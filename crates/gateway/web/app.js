@@ -264,6 +264,15 @@ async function loadSeller() {
 // Every saga instance, its parked triggers (with a retry), and the orders stuck on a step the
 // shop works itself; the retry is recorded by the saga with the seller as who asked.
 
+
+// How a saga instance's or read model's follower stands: caught up since it started (or still
+// catching up, and for how long without progress), and how many events it has not handed out.
+function following(status) {
+  const since = status.caughtUp ? "caught up" : `catching up (${status.followerLagS.toFixed(1)} s without progress)`;
+  const behind = status.eventsBehind == null ? "events behind not counted yet" : `${status.eventsBehind} events behind`;
+  return `${since} · ${behind}`;
+}
+
 async function loadOnCall() {
   const view = await api("GET", "/api/operator");
   const up = view.sagas.filter((s) => s.status);
@@ -274,14 +283,14 @@ async function loadOnCall() {
     s.status
       ? element("div", {}, element("b", {}, s.url), ` · partitions ${s.status.partitions.join(", ") || "none"}`,
         element("div", { class: "muted" },
-          `${s.status.caughtUp ? "caught up" : `catching up (${s.status.followerLagS.toFixed(1)} s without progress)`}` +
+          `${following(s.status)}` +
           ` · ${s.status.unfinishedEvents} events in hand · ${s.status.depositTimers} deposit timers · ${s.status.parkedCount} parked` +
           ` · breakers open: ${s.status.breakersOpen.join(", ") || "none"}`))
       : element("div", {}, element("b", {}, s.url), ` · not answering: ${s.unreachable}`))));
   $("#read-models").replaceChildren(...view.readModels.map((r) => element("li", { class: "read-model" },
     element("b", {}, r.url), " · ",
     r.status
-      ? `${r.status.caughtUp ? "caught up" : `catching up (${r.status.followerLagS.toFixed(1)} s without progress)`}` +
+      ? `${following(r.status)}` +
         `${r.status.writing ? "" : " · its database refuses writes"} · applied up to ${r.status.applied ? r.status.applied.commit : "nothing yet"}`
       : `not answering: ${r.unreachable}`)));
   const parked = up.flatMap((s) => s.status.parked);

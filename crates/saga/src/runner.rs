@@ -1044,11 +1044,6 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<api::saga::Saga
         parked.truncate(api::saga::PARKED_SHOWN_MAX);
         (parked, shown.values().map(|p| p.behind + 1).sum())
     };
-    let follower_lag_s = eventlog::stalled_followers(Duration::ZERO)
-        .into_iter()
-        .filter(|(name, _)| *name == "saga")
-        .map(|(_, still)| still.as_secs_f64())
-        .fold(0.0, f64::max);
     axum::Json(api::saga::SagaStatus {
         instance: shared.instance.to_string(),
         checkpoint_read: shared.leased.load(Ordering::Acquire),
@@ -1060,7 +1055,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> axum::Json<api::saga::Saga
         unfinished_events,
         deposit_timers: lock(&shared.deadlines).len(),
         breakers_open,
-        follower_lag_s,
+        follower_lag_s: eventlog::seconds_stalled("saga"),
+        events_behind: eventlog::events_behind("saga"),
         parked,
         parked_count,
     })

@@ -153,11 +153,6 @@ async fn status(
     State(shared): State<Arc<Shared>>,
 ) -> axum::Json<api::order_status::ReadModelStatus> {
     let applied = *shared.applied.borrow();
-    let follower_lag_s = eventlog::stalled_followers(Duration::ZERO)
-        .into_iter()
-        .filter(|(name, _)| *name == "order-status")
-        .map(|(_, still)| still.as_secs_f64())
-        .fold(0.0, f64::max);
     axum::Json(api::order_status::ReadModelStatus {
         caught_up: shared.caught_up.load(Ordering::Acquire),
         writing: shared.writing.load(Ordering::Acquire),
@@ -165,7 +160,8 @@ async fn status(
             commit: p.commit,
             prepare: p.prepare,
         }),
-        follower_lag_s,
+        follower_lag_s: eventlog::seconds_stalled("order-status"),
+        events_behind: eventlog::events_behind("order-status"),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The seller's on-call view through the gateway: a trigger parked while the delivery service
 //! is down shows with why and since when, its retry is the seller's alone and is recorded on
-//! the order's saga stream with who asked, and the order goes on once the service is back.
+//! the order's saga stream with who asked, and the order goes on once the service is back; then
+//! the saga and the read model show no events behind.
 
 use serde_json::Value;
 use shop::Service;
@@ -93,5 +94,19 @@ async fn a_parked_trigger_shows_on_call_and_its_retry_is_the_sellers_and_recorde
     let nothing = t.api(M::POST, &retry, Some(&seller), None).await;
     assert_eq!(nothing.status, 404, "{nothing:?}");
     assert_eq!(nothing.content_type, "application/problem+json");
+
+    // Settled: the saga and the read model, counted, are no events behind.
+    eventually(
+        "the saga and the read model are counted 0 events behind",
+        || async {
+            let view = t
+                .api(M::GET, "/api/operator", Some(&seller), None)
+                .await
+                .body;
+            let behind = |part: &str| view[part][0]["status"]["eventsBehind"].as_u64();
+            behind("sagas") == Some(0) && behind("readModels") == Some(0)
+        },
+    )
+    .await;
     t.stop().await;
 }
