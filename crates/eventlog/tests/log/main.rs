@@ -327,6 +327,33 @@ async fn add_in_place(
         .unwrap()
 }
 
+/// A follower that hands nothing out is counted behind by every event of its streams appended
+/// since (other streams not counted), within one count's interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_is_counted_behind_by_the_events_of_its_streams_it_did_not_hand_out() {
+    let h = harness().await;
+    let _idle = h.log.follow("behind-probe", &["order-"], None);
+    for _ in 0..3 {
+        let order_id = OrderId::new();
+        let meta = metadata(order_id.as_uuid(), ActorKind::Customer, "alice");
+        h.log
+            .execute::<Order>(&format!("order-{order_id}"), place(order_id), &meta)
+            .await
+            .unwrap();
+    }
+    registered_product(&h.log).await;
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(2 * eventlog::LAG_MEASURE_S);
+    while eventlog::events_behind("behind-probe") != Some(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counted {:?} behind, not 3",
+            eventlog::events_behind("behind-probe")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The customer's cancel and the seller's confirmation race on the payment: exactly one wins,
 /// every time.
 #[tokio::test(flavor = "multi_thread")]
