@@ -333,14 +333,7 @@ async fn add_in_place(
 async fn a_follower_is_counted_behind_by_the_events_of_its_streams_it_did_not_hand_out() {
     let h = harness().await;
     let _idle = h.log.follow("behind-probe", &["order-"], None);
-    for _ in 0..3 {
-        let order_id = OrderId::new();
-        let meta = metadata(order_id.as_uuid(), ActorKind::Customer, "alice");
-        h.log
-            .execute::<Order>(&format!("order-{order_id}"), place(order_id), &meta)
-            .await
-            .unwrap();
-    }
+    place_orders(&h, 3).await;
     registered_product(&h.log).await;
     let deadline =
         std::time::Instant::now() + std::time::Duration::from_secs(2 * eventlog::LAG_MEASURE_S);
