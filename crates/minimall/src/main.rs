@@ -176,9 +176,9 @@ fn main() -> anyhow::Result<()> {
 /// (`scripts/bench-memory`), and appends and replays were no faster with them
 /// (`scripts/bench-estore`). Set before any thread starts, so every thread inherits it.
 fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag on this process.
-    let refused = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0;
-    if refused {
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
         eprintln!(
             "transparent huge pages stay on: {}",
             std::io::Error::last_os_error()
