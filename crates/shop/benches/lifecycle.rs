@@ -73,17 +73,7 @@ async fn main() {
     let order_url = shop.url(Service::Order);
     let product = support::register(&http, &shop.url(Service::Inventory), "Bench tea").await;
 
-    let place_direct = || {
-        run_bounded(&http, {
-            let (order_url, product) = (order_url.clone(), product.clone());
-            move |http, i| {
-                let (url, product) = (order_url.clone(), product.clone());
-                async move {
-                    place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
-                }
-            }
-        })
-    };
+    let place_direct = || place_directly(&http, &order_url, &product);
     let placing = Instant::now();
     let placed = place_direct().await;
     let placement_s = placing.elapsed().as_secs_f64();
@@ -268,17 +258,7 @@ async fn offered_alone(http: &reqwest::Client, settings: ShopSettings, rates: Ve
         customers: &customers,
         sellers: &sellers,
     };
-    for _ in 0..std::env::var("BENCH_BACKLOG").map_or(0, |n| n.parse().unwrap()) {
-        let (url, product) = (shop.url(Service::Order), products[0].clone());
-        run_bounded(http, move |http, i| {
-            let (url, product) = (url.clone(), product.clone());
-            async move {
-                place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
-            }
-        })
-        .await;
-        wait_saga_settled(http, &shop.url(Service::Saga)).await;
-    }
+    place_backlog(http, &shop, &products[0]).await;
     for rate in rates {
         let offered = at_offered_rate(http, &shop, &calls, &products, rate).await;
         print_offered(&format!("offered {rate:.0} orders/s"), &offered);
@@ -287,22 +267,37 @@ async fn offered_alone(http: &reqwest::Client, settings: ShopSettings, rates: Ve
     shop.stop().await;
 }
 
+/// The placement phase: `CLIENTS` customers placing orders of `product` on the order service
+/// directly (one of 1,000 customer names each).
+async fn place_directly(http: &reqwest::Client, order_url: &str, product: &str) -> Measured {
+    let (order_url, product) = (order_url.to_string(), product.to_string());
+    run_bounded(http, move |http, i| {
+        let (url, product) = (order_url.clone(), product.clone());
+        async move {
+            place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
+        }
+    })
+    .await
+}
+
+/// `BENCH_BACKLOG=K`: K placement phases of `product`, each waited for by the saga, whose
+/// orders then await their deposits.
+async fn place_backlog(http: &reqwest::Client, shop: &Shop, product: &str) {
+    let rounds = std::env::var("BENCH_BACKLOG").map_or(0, |k| {
+        k.parse().expect("BENCH_BACKLOG: rounds of placement")
+    });
+    for _ in 0..rounds {
+        place_directly(http, &shop.url(Service::Order), product).await;
+        wait_saga_settled(http, &shop.url(Service::Saga)).await;
+    }
+}
+
 /// `BENCH_SAGAS=N`: only the saga's drain, with N instances in this process.
 async fn sagas_alone(http: &reqwest::Client, settings: ShopSettings, instances: usize) {
     let shop = Shop::start(settings).await.unwrap();
     let _ = IDENTITY.set(shop.identity().clone());
     let product = support::register(http, &shop.url(Service::Inventory), "Bench tea").await;
-    for _ in 0..std::env::var("BENCH_BACKLOG").map_or(0, |n| n.parse().unwrap()) {
-        let (url, product) = (shop.url(Service::Order), product.clone());
-        run_bounded(http, move |http, i| {
-            let (url, product) = (url.clone(), product.clone());
-            async move {
-                place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
-            }
-        })
-        .await;
-        wait_saga_settled(http, &shop.url(Service::Saga)).await;
-    }
+    place_backlog(http, &shop, &product).await;
     let mut others = Vec::new();
     for _ in 1..instances {
         others.push(shop.start_another(Service::Saga).await.unwrap());
@@ -312,14 +307,7 @@ async fn sagas_alone(http: &reqwest::Client, settings: ShopSettings, instances: 
         .collect();
     wait_split(http, &sagas).await;
     let placing = Instant::now();
-    let url = shop.url(Service::Order);
-    let placed = run_bounded(http, move |http, i| {
-        let (url, product) = (url.clone(), product.clone());
-        async move {
-            place(&http, &url, &product, &format!("bench{}", i % 1000)).await;
-        }
-    })
-    .await;
+    let placed = place_directly(http, &shop.url(Service::Order), &product).await;
     for saga in &sagas {
         wait_saga_settled(http, saga).await;
     }
