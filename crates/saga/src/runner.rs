@@ -476,13 +476,14 @@ impl Parked {
         }
     }
 
-    /// Tries the order's parked triggers again, in order, until one must wait again.
+    /// Tries the order's parked triggers again, in order, until one must wait again. The
+    /// status goes on showing the order parked while it is tried: it is parked until its
+    /// triggers have all been handled.
     async fn retry(&mut self, shared: &Shared, order_id: OrderId) {
         let Some(mut waiting) = self.orders.remove(&order_id) else {
             return;
         };
         self.count -= waiting.len();
-        lock(&shared.parked).remove(&order_id);
         while let Some(work) = waiting.pop_front() {
             if let Some((work, reason)) = run(shared, work).await {
                 self.count += waiting.len();
@@ -491,6 +492,7 @@ impl Parked {
                 return;
             }
         }
+        lock(&shared.parked).remove(&order_id);
     }
 
     fn clear(&mut self, shared: &Shared) {

@@ -8,6 +8,9 @@ use shop::Service;
 
 use crate::helpers::*;
 
+/// How many times in a row the on-call view is read while a trigger is parked.
+const SHOWN_READS: usize = 40;
+
 /// The parked trigger of `order` the on-call view shows, if any.
 fn parked_of(view: &Value, order: &str) -> Option<Value> {
     view["sagas"]
@@ -37,10 +40,15 @@ async fn a_parked_trigger_shows_on_call_and_its_retry_is_the_sellers_and_recorde
             .is_some_and(|p| p["reason"].as_str().is_some_and(|r| r.contains("delivery")))
     })
     .await;
-    let view = t
-        .api(M::GET, "/api/operator", Some(&seller), None)
-        .await
-        .body;
+    // Tried again every retry pause, it is shown parked all along, not only between tries.
+    let mut view = Value::Null;
+    for _ in 0..SHOWN_READS {
+        view = t
+            .api(M::GET, "/api/operator", Some(&seller), None)
+            .await
+            .body;
+        assert!(parked_of(&view, &order).is_some(), "{view}");
+    }
     let parked = parked_of(&view, &order).unwrap();
     assert_eq!(parked["trigger"], "StockTaken", "{parked}");
     assert!(parked["attempts"].as_u64() >= Some(1), "{parked}");
