@@ -35,12 +35,17 @@ fn alive(pid: u64) -> bool {
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }
 
-/// Places an order through the gateway and waits until its payment is open (the saga called
-/// payment), or gives up at `deadline`.
-async fn order_goes_through(http: &reqwest::Client, gateway: &str, deadline: Instant) -> bool {
+/// Places an order through the gateway as `customer` (password = name) and waits until its
+/// payment is open (the saga called payment), or gives up at `deadline`.
+async fn order_goes_through(
+    http: &reqwest::Client,
+    gateway: &str,
+    customer: &str,
+    deadline: Instant,
+) -> bool {
     let login = http
         .post(format!("{gateway}/api/login"))
-        .json(&json!({"name": "alice", "password": "alice"}))
+        .json(&json!({"name": customer, "password": customer}))
         .send()
         .await;
     let Ok(login) = login else { return false };
@@ -89,13 +94,15 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(replicas: u16) -> Fleet {
+    /// `replicas` of each service, the supervisor's environment with `env` added.
+    fn start(replicas: u16, env: &[(&str, &str)]) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let mut supervisor = Command::new(env!("CARGO_BIN_EXE_minimall"))
             .args(["up", "--supervise", "--any-port", "--replicas"])
             .arg(replicas.to_string())
             .arg("--data-dir")
             .arg(dir.path())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -145,8 +152,49 @@ fn http() -> reqwest::Client {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn secrets_given_in_the_environment_reach_the_parts_as_files_only() {
+    let hashed = Command::new(env!("CARGO_BIN_EXE_minimall"))
+        .args(["hash-password", "carol"])
+        .output()
+        .unwrap();
+    assert!(hashed.status.success(), "{hashed:?}");
+    let hash = String::from_utf8(hashed.stdout).unwrap();
+    let accounts = json!([{"name": "carol", "role": "customer", "passwordHash": hash.trim()}]);
+    let token_secret = "token-secret-given-in-the-environment";
+    let fleet = Fleet::start(
+        1,
+        &[
+            ("MINIMALL_ACCOUNTS", &accounts.to_string()),
+            ("MINIMALL_TOKEN_SECRET", token_secret),
+            (
+                "MINIMALL_IDENTITY_SECRET",
+                "identity-secret-given-in-the-environment",
+            ),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
+    assert!(
+        order_goes_through(&http(), &fleet.gateway, "carol", deadline).await,
+        "the account given in the environment cannot order"
+    );
+    assert!(
+        !order_goes_through(&http(), &fleet.gateway, "alice", Instant::now()).await,
+        "a demo account logs in beside the accounts given"
+    );
+    for pid in fleet.pids() {
+        let environment = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let environment = String::from_utf8_lossy(&environment);
+        assert!(
+            !environment.contains(token_secret) && !environment.contains("passwordHash"),
+            "a secret in the environment of {pid}"
+        );
+    }
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
-    let fleet = Fleet::start(2);
+    let fleet = Fleet::start(2, &[]);
     let (gateway, dir) = (&fleet.gateway, &fleet.dir);
     let http = http();
     let children = state(dir.path());
@@ -157,7 +205,7 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
     );
     let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
     assert!(
-        order_goes_through(&http, gateway, deadline).await,
+        order_goes_through(&http, gateway, "alice", deadline).await,
         "the fleet takes no order"
     );
 
@@ -175,7 +223,7 @@ async fn a_killed_part_is_started_again_and_the_shop_takes_orders_again() {
             let now = child(&fleet, name);
             back = now["restarts"].as_u64() >= Some(1)
                 && now["pid"].as_u64().is_some_and(|new| new != pid)
-                && order_goes_through(&http, gateway, deadline).await;
+                && order_goes_through(&http, gateway, "alice", deadline).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(
@@ -253,10 +301,10 @@ async fn load(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_under_load_replaces_every_process_and_fails_no_request() {
     // One replica of each part: the hardest case, nothing to fall back on.
-    let fleet = Fleet::start(1);
+    let fleet = Fleet::start(1, &[]);
     let http = http();
     let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
-    assert!(order_goes_through(&http, &fleet.gateway, deadline).await);
+    assert!(order_goes_through(&http, &fleet.gateway, "alice", deadline).await);
     let before = fleet.pids();
     let store = child(&state(fleet.dir.path()), "estore")["pid"].as_u64();
 
@@ -357,7 +405,7 @@ const WEDGED_MS_MAX: u64 = 20_000;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_part_fails_its_liveness_and_is_replaced() {
-    let fleet = Fleet::start(1);
+    let fleet = Fleet::start(1, &[]);
     let pid = child(&state(fleet.dir.path()), "payment-1")["pid"]
         .as_u64()
         .unwrap();
@@ -380,6 +428,6 @@ async fn a_frozen_part_fails_its_liveness_and_is_replaced() {
     assert!(why.starts_with("not live"), "{why}");
     assert!(!alive(pid), "the frozen process was left behind");
     let deadline = Instant::now() + Duration::from_millis(BACK_MS_MAX);
-    assert!(order_goes_through(&http(), &fleet.gateway, deadline).await);
+    assert!(order_goes_through(&http(), &fleet.gateway, "alice", deadline).await);
     fleet.stop().await;
 }

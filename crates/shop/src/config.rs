@@ -31,6 +31,17 @@ pub const BANK_ACCOUNT: &str = "DE02 1203 0000 0000 2020 51 (minimall demo)";
 pub const DRAIN_NOTICE_MS: u64 = 2_500;
 /// Longest secret file read, in bytes: a key or an accounts file, not a disk image.
 pub const SECRET_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// The environment variables that hold a secret or name its file. The supervisor hands its
+/// children each secret as a file of its own, so it does not pass these on: an inherited value
+/// would conflict with the file it names, and a child's environment is no place for a secret.
+pub const SECRET_ENV: [&str; 6] = [
+    "MINIMALL_IDENTITY_SECRET",
+    "MINIMALL_IDENTITY_SECRET_FILE",
+    "MINIMALL_TOKEN_SECRET",
+    "MINIMALL_TOKEN_SECRET_FILE",
+    "MINIMALL_ACCOUNTS",
+    "MINIMALL_ACCOUNTS_FILE",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -136,6 +136,9 @@ pub(super) fn spawn(binary: &Path, logs: &Path, child: &Child) -> io::Result<Pro
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
+    for name in crate::config::SECRET_ENV {
+        command.env_remove(name);
+    }
     let (read, pipe_write) = pipe()?;
     let write = kept(&pipe_write)?;
     drop(pipe_write);
