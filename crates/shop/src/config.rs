@@ -707,6 +707,24 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_environment_is_every_secret_option_s() {
+        use clap::Args;
+        let mut command = clap::Command::new("secrets");
+        command = IdentityArgs::augment_args(command);
+        command = TokenArgs::augment_args(command);
+        command = AccountsArgs::augment_args(command);
+        let mut named: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .collect();
+        named.sort();
+        let mut listed = SECRET_ENV.map(String::from).to_vec();
+        listed.sort();
+        assert_eq!(named, listed);
+    }
+
+    #[test]
     fn a_secret_comes_from_a_file_without_its_line_break() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("identity");
