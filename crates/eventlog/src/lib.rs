@@ -319,7 +319,11 @@ impl EventLog {
         loop {
             let resolved = match reader.next().await {
                 Ok(Some(resolved)) => resolved,
-                Ok(None) | Err(eventstore::Error::ResourceNotFound) => return Ok(read),
+                Ok(None) => return Ok(read),
+                Err(eventstore::Error::ResourceNotFound) => {
+                    read_to_end(&mut reader).await;
+                    return Ok(read);
+                }
                 Err(e) => return Err(e.into()),
             };
             if read.events.len() >= AGGREGATE_EVENTS_MAX {
@@ -364,7 +368,11 @@ impl EventLog {
             loop {
                 let resolved = match reader.next().await {
                     Ok(Some(resolved)) => resolved,
-                    Ok(None) | Err(eventstore::Error::ResourceNotFound) => break,
+                    Ok(None) => break,
+                    Err(eventstore::Error::ResourceNotFound) => {
+                        read_to_end(&mut reader).await;
+                        break;
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 if newest_first.len() >= AGGREGATE_EVENTS_MAX {
@@ -384,6 +392,7 @@ impl EventLog {
                 newest_first.push(event);
                 if snapshot {
                     since_snapshot = Some(newest_first.len() - 1);
+                    read_to_end(&mut reader).await;
                     break 'reads;
                 }
             }
@@ -420,7 +429,9 @@ impl EventLog {
         let Some(mut reader) = self.open(stream, &options).await? else {
             return Ok(None);
         };
-        match reader.next().await {
+        let first = reader.next().await;
+        read_to_end(&mut reader).await;
+        match first {
             Ok(Some(resolved)) if resolved.get_original_event().revision == revision => {
                 Ok(Some(decode(stream, resolved.get_original_event())?))
             }
@@ -663,7 +674,9 @@ impl EventLog {
         let Some(mut reader) = self.open(stream, &options).await? else {
             return Ok(None);
         };
-        match reader.next().await {
+        let last = reader.next().await;
+        read_to_end(&mut reader).await;
+        match last {
             Ok(Some(resolved)) => {
                 let recorded = resolved.get_original_event();
                 let value =
@@ -687,7 +700,9 @@ impl EventLog {
             .backwards()
             .max_count(1);
         let mut reader = self.client.read_all(&options).await?;
-        Ok(reader.next().await?.map(|resolved| {
+        let last = reader.next().await;
+        read_to_end(&mut reader).await;
+        Ok(last?.map(|resolved| {
             let recorded = resolved.get_original_event();
             LogPosition {
                 commit: recorded.position.commit,
@@ -806,6 +821,8 @@ pub enum Followed {
 /// events are read at most to count it (the count is a lower bound past that).
 pub const LAG_MEASURE_S: u64 = 5;
 pub const LAG_SCAN_EVENTS_MAX: usize = 10_000;
+/// The log's last events read first to count a follower's lag (most are near the end).
+const LAG_SCAN_FIRST_EVENTS: usize = 100;
 
 /// Measures a follower's lag in events until the follower is dropped: reads the log backwards
 /// from its end down to the follower's position, counting the events of its streams.
@@ -837,26 +854,53 @@ async fn measure_lag(
 
 impl EventLog {
     /// Events of streams starting with one of `prefixes` stored after `after` (all of them for
-    /// `None`), counted among the log's last `LAG_SCAN_EVENTS_MAX` events.
+    /// `None`), counted among the log's last `LAG_SCAN_EVENTS_MAX` events. A follower near the
+    /// end is counted from the log's last `LAG_SCAN_FIRST_EVENTS`; only one further behind has
+    /// the whole scan read (every read is read to its end: `read_to_end`).
     pub async fn events_after(
         &self,
         prefixes: &[String],
         after: Option<LogPosition>,
     ) -> Result<u64, LogError> {
+        if after.is_some() {
+            if let (behind, true) = self
+                .count_after(prefixes, after, LAG_SCAN_FIRST_EVENTS)
+                .await?
+            {
+                return Ok(behind);
+            }
+        }
+        let (behind, _) = self
+            .count_after(prefixes, after, LAG_SCAN_EVENTS_MAX)
+            .await?;
+        Ok(behind)
+    }
+
+    /// Events of `prefixes`' streams after `after` among the log's last `scan` events, and
+    /// whether `after` was reached within them.
+    async fn count_after(
+        &self,
+        prefixes: &[String],
+        after: Option<LogPosition>,
+        scan: usize,
+    ) -> Result<(u64, bool), LogError> {
         let options = eventstore::ReadAllOptions::default()
             .position(StreamPosition::End)
             .backwards()
-            .max_count(LAG_SCAN_EVENTS_MAX);
+            .max_count(scan);
         let mut reader = self.client.read_all(&options).await?;
         let mut behind = 0;
+        let mut seen = 0;
         while let Some(resolved) = reader.next().await? {
+            seen += 1;
             let event = resolved.get_original_event();
             let position = LogPosition {
                 commit: event.position.commit,
                 prepare: event.position.prepare,
             };
             if after.is_some_and(|after| position <= after) {
-                break;
+                read_to_end(&mut reader).await;
+                return Ok((behind, true));
             }
             if prefixes
                 .iter()
@@ -865,8 +909,21 @@ impl EventLog {
                 behind += 1;
             }
         }
-        Ok(behind)
+        // Fewer than asked: the whole log was read.
+        Ok((behind, seen < scan))
     }
+}
+
+/// Reads what is left of a bounded read, so that it ends as the server ends it. A read dropped
+/// before its end leaves the server's frames for it in flight, and the client's HTTP/2 counts
+/// each that arrives for a stream it no longer remembers (it remembers ten); past 1,024 on one
+/// connection it closes the connection (GOAWAY ENHANCE_YOUR_CALM, "too_many_internal_resets"),
+/// failing every call and subscription on it: under concurrent loads that stop at a snapshot,
+/// within seconds. Every read here is bounded (`max_count`), so is this. An error only ends it:
+/// what was read before stands.
+async fn read_to_end(reader: &mut eventstore::ReadStream) {
+    // A stream that does not exist is one message (the client's ResourceNotFound), then the end.
+    while let Ok(Some(_)) | Err(eventstore::Error::ResourceNotFound) = reader.next().await {}
 }
 
 /// Pause after the n-th failure in a row to reach the store (doubling, capped), in milliseconds.

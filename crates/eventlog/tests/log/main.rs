@@ -518,3 +518,40 @@ async fn a_followers_lag_in_events_counts_its_streams_stored_after_it() {
     let others = ["product-".to_string()];
     assert_eq!(h.log.events_after(&others, None).await.unwrap(), 0);
 }
+
+/// Loads that stop at a snapshot, many at once on one connection, all succeed: a read left
+/// before its end has the server's frames for it still in flight, and the client's HTTP/2
+/// closes a connection on which more than 1,024 of those arrive for streams it has forgotten
+/// (GOAWAY "too_many_internal_resets": every call on it fails), so every read is read to its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_loads_at_once_that_stop_at_a_snapshot_keep_the_connection() {
+    const LOADERS: usize = 64;
+    const LOADS_EACH: usize = 60;
+    let h = harness().await;
+    let (stream, seller) = registered_product(&h.log).await;
+    for _ in 0..SNAPSHOT_EVERY_EVENTS + 5 {
+        h.log
+            .execute::<Product>(&stream, one_more_unit(), &seller)
+            .await
+            .unwrap();
+    }
+    let loaded = h.log.load::<Product>(&stream).await.unwrap();
+    assert!(
+        loaded.since_snapshot.unwrap() + 10 < SNAPSHOT_EVERY_EVENTS,
+        "the load stops well before the read's end"
+    );
+    let loaders: Vec<_> = (0..LOADERS)
+        .map(|_| {
+            let (log, stream) = (h.log.clone(), stream.clone());
+            tokio::spawn(async move {
+                for _ in 0..LOADS_EACH {
+                    log.load::<Product>(&stream).await?;
+                }
+                Ok::<_, eventlog::LogError>(())
+            })
+        })
+        .collect();
+    for loader in loaders {
+        loader.await.unwrap().unwrap();
+    }
+}
