@@ -22,7 +22,8 @@ use eventlog::catalogue::CatalogueView;
 use eventlog::{ActorKind, EventLog, Executed};
 use servicekit::ProblemKind;
 use servicekit::{field, ApiError, Caller, Json, Problem, Readiness, Running, StartError};
-use stock::{Refusal, Requested};
+use std::sync::Arc;
+use stock::{Busy, ProductTurns, Refusal, Requested};
 
 mod stock;
 
@@ -40,6 +41,7 @@ pub struct Settings {
 struct AppState {
     log: EventLog,
     catalogue: CatalogueView,
+    turns: Arc<ProductTurns>,
 }
 
 /// Starts the service.
@@ -57,7 +59,11 @@ pub async fn build(settings: Settings) -> Result<Running, StartError> {
         .route("/products/:product_id/stock", post(add_stock))
         .route("/products/:product_id/decrease", post(decrease))
         .route("/products/:product_id/increase", post(increase))
-        .with_state(AppState { log, catalogue });
+        .with_state(AppState {
+            log,
+            catalogue,
+            turns: Arc::default(),
+        });
     Ok(servicekit::serve(
         "inventory",
         settings.listen,
@@ -262,6 +268,7 @@ async fn move_for_order(
     caller: &Caller,
 ) -> Result<Response, ApiError> {
     let metadata = caller.metadata(order_id.as_uuid());
+    let _turn = app.turns.take(product_id).await.map_err(busy)?;
     let executed = stock::move_for_order(&app.log, product_id, order_id, requested, &metadata)
         .await
         .map_err(|e| ApiError::from_execute(e, move_refusal))?;
@@ -278,12 +285,17 @@ async fn change(
     correlation_id: uuid::Uuid,
 ) -> Result<Response, ApiError> {
     let stream = stream(product_id);
+    let _turn = app.turns.take(product_id).await.map_err(busy)?;
     let executed = app
         .log
         .execute::<Product>(&stream, command, &caller.metadata(correlation_id))
         .await
         .map_err(|e| ApiError::from_execute(e, refusal))?;
     Ok(stock_answer(product_id, &executed))
+}
+
+fn busy(e: Busy) -> Problem {
+    Problem::unavailable(e.to_string(), 1)
 }
 
 fn stock_answer(

@@ -13,6 +13,52 @@ use eventlog::{
     Appended, EventLog, ExecuteError, Executed, Loaded, LogError, Metadata, CONFLICT_RETRIES_MAX,
 };
 
+/// Stock changes of one product are made one at a time in this process (products share a turn
+/// when their ids fall on the same one of `PRODUCT_TURNS`): the saga's partitions call at once,
+/// and on a best seller they would all race for the product's revision, each loser reading and
+/// appending again — measured, 16 callers on one product: 100 calls/s at ~17 ms of CPU each, a
+/// few given up on, against ~1,000/s at 1.7 ms spread over 16 products. Replicas of this
+/// service still race, rarely; the expected revision keeps that safe.
+pub struct ProductTurns {
+    turns: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Turns the products are spread over.
+pub const PRODUCT_TURNS: usize = 64;
+/// Longest wait for a product's turn, in milliseconds (the saga's call gives up at 2 s).
+pub const TURN_WAIT_MS_MAX: u64 = 1_000;
+
+/// No turn within `TURN_WAIT_MS_MAX`: too many changes of one product at once.
+#[derive(Debug, thiserror::Error)]
+#[error("product {0} has more stock changes waiting than can be made within {TURN_WAIT_MS_MAX} ms; retry shortly")]
+pub struct Busy(pub ProductId);
+
+impl Default for ProductTurns {
+    fn default() -> ProductTurns {
+        ProductTurns {
+            turns: (0..PRODUCT_TURNS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+}
+
+impl ProductTurns {
+    /// Waits for `product_id`'s turn; it lasts as long as the guard.
+    pub async fn take(
+        &self,
+        product_id: ProductId,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, Busy> {
+        let turn = &self.turns[(product_id.as_uuid().as_u128() % PRODUCT_TURNS as u128) as usize];
+        tokio::time::timeout(
+            std::time::Duration::from_millis(TURN_WAIT_MS_MAX),
+            turn.lock(),
+        )
+        .await
+        .map_err(|_| Busy(product_id))
+    }
+}
+
 /// Why a stock move is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {

@@ -6,7 +6,10 @@
 //! in batches so that 200,000 orders take seconds. Then the real stock call (`POST
 //! /products/{id}/decrease` for a new order) is timed one call at a time, alternating between the
 //! two products so the machine's noise falls on both alike, each followed by the same call's
-//! store steps timed one by one (where the time goes). Only the store and the inventory run.
+//! store steps timed one by one (where the time goes). Then the same call from
+//! `CONCURRENT_CALLERS` callers at once, as the saga's partitions call it: all on one product,
+//! and spread over as many products, with the process's CPU per call (its CPU is the store's
+//! and the inventory's: nothing else runs). Only the store and the inventory run.
 //!
 //! Bounded: a fixed number of orders and calls; all traffic stays on 127.0.0.1.
 
@@ -32,6 +35,10 @@ const CALLS: usize = 1_000;
 const SEED_BATCH_ORDERS: usize = 100;
 /// Reservations appended at once while seeding.
 const SEED_CONCURRENCY: usize = 64;
+/// Callers at once in the concurrent phase: the saga's partitions.
+const CONCURRENT_CALLERS: usize = 16;
+/// Stock calls in each case of the concurrent phase.
+const CONCURRENT_CALLS: usize = 3_200;
 
 #[tokio::main]
 async fn main() {
@@ -76,6 +83,23 @@ async fn main() {
             steps[i].time(&log, *product).await;
         }
     }
+    let one = support::register(&http, &inventory, "Flash sale").await;
+    let hot = vec![ProductId::parse(&one).unwrap(); CONCURRENT_CALLERS];
+    let mut spread = Vec::new();
+    for _ in 0..CONCURRENT_CALLERS {
+        let product = support::register(&http, &inventory, "Everyday").await;
+        spread.push(ProductId::parse(&product).unwrap());
+    }
+    let concurrent = [
+        (
+            "all on one product",
+            concurrent_calls(&http, &inventory, &hot).await,
+        ),
+        (
+            "each on its own product",
+            concurrent_calls(&http, &inventory, &spread).await,
+        ),
+    ];
     shop.stop().await;
 
     println!(
@@ -103,10 +127,100 @@ async fn main() {
             );
         }
     }
+
+    println!();
+    println!(
+        "| stock calls, {CONCURRENT_CALLERS} callers at once ({CONCURRENT_CALLS} calls each) | calls/s | p50 | p99 | CPU per call (store + inventory) | refused |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (case, run) in &concurrent {
+        println!(
+            "| {case} | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {} |",
+            run.calls_per_s,
+            percentile(&run.latencies, 0.5),
+            percentile(&run.latencies, 0.99),
+            run.cpu_us_per_call,
+            refused(&run.refused)
+        );
+    }
 }
 
-/// One stock call for a new order; its latency in ms.
+/// "none", or each status with its count.
+fn refused(by_status: &std::collections::BTreeMap<u16, usize>) -> String {
+    if by_status.is_empty() {
+        return "none".to_string();
+    }
+    let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{n}× {s}")).collect();
+    counts.join(", ")
+}
+
+/// What a concurrent run of stock calls measured.
+struct ConcurrentRun {
+    /// Answers other than 201, by status.
+    refused: std::collections::BTreeMap<u16, usize>,
+    calls_per_s: f64,
+    latencies: Vec<f64>,
+    cpu_us_per_call: f64,
+}
+
+/// `CONCURRENT_CALLS` stock calls for new orders, caller `i` calling on `products[i]`, all
+/// callers at once.
+async fn concurrent_calls(
+    http: &reqwest::Client,
+    inventory: &str,
+    products: &[ProductId],
+) -> ConcurrentRun {
+    let per_caller = CONCURRENT_CALLS / products.len();
+    let cpu_before = process_cpu_s();
+    let start = Instant::now();
+    let callers = products.iter().map(|product| async move {
+        let mut answers = Vec::with_capacity(per_caller);
+        for _ in 0..per_caller {
+            answers.push(call(http, inventory, *product).await);
+        }
+        answers
+    });
+    let answers: Vec<(u16, f64)> = futures::future::join_all(callers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut refused = std::collections::BTreeMap::new();
+    for (status, _) in answers.iter().filter(|(status, _)| *status != 201) {
+        *refused.entry(*status).or_insert(0) += 1;
+    }
+    let latencies: Vec<f64> = answers.iter().map(|(_, ms)| *ms).collect();
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_s() - cpu_before;
+    ConcurrentRun {
+        refused,
+        calls_per_s: latencies.len() as f64 / elapsed_s,
+        cpu_us_per_call: cpu_s * 1e6 / latencies.len() as f64,
+        latencies,
+    }
+}
+
+/// This process's CPU time so far (user + system), in seconds.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage writes one `rusage` into the zeroed value it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// One stock call for a new order, expected to succeed; its latency in ms.
 async fn time_call(http: &reqwest::Client, inventory: &str, product: ProductId) -> f64 {
+    let (status, ms) = call(http, inventory, product).await;
+    assert_eq!(status, 201);
+    ms
+}
+
+/// One stock call for a new order: its status and latency in ms.
+async fn call(http: &reqwest::Client, inventory: &str, product: ProductId) -> (u16, f64) {
     let start = Instant::now();
     let response = http
         .post(format!("{inventory}/products/{product}/decrease"))
@@ -115,9 +229,9 @@ async fn time_call(http: &reqwest::Client, inventory: &str, product: ProductId) 
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
+    let status = response.status().as_u16();
     response.bytes().await.unwrap();
-    start.elapsed().as_secs_f64() * 1000.0
+    (status, start.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Where a stock call's time goes: its store steps for new orders, each timed alone (ms).
