@@ -38,6 +38,9 @@ pub const AGGREGATE_EVENTS_MAX: usize = 100_000;
 /// Events an aggregate that keeps snapshots appends between two of them: loading it reads at
 /// most this many events past the latest.
 pub const SNAPSHOT_EVERY_EVENTS: usize = 100;
+/// Events asked for at once past the first read of a load: a load that then meets its snapshot
+/// reads the rest of that page to its end (`read_to_end`), so a page bounds what is read for nothing.
+const LOAD_PAGE_EVENTS: usize = 1_000;
 
 /// Who caused a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,7 +402,7 @@ impl EventLog {
             match oldest {
                 Some(oldest) if read == asked && oldest > 0 => {
                     from = StreamPosition::Position(oldest - 1);
-                    asked = AGGREGATE_EVENTS_MAX + 1 - newest_first.len();
+                    asked = (AGGREGATE_EVENTS_MAX + 1 - newest_first.len()).min(LOAD_PAGE_EVENTS);
                 }
                 _ => break,
             }
